@@ -1,0 +1,31 @@
+"""The example's tensor cell: the numpy arithmetic with PyTorch tensors, on CPU or CUDA.
+
+Losses stay on the device and reach the host once per chunk, so a step never waits for the GPU.
+"""
+
+import numpy as np
+import torch
+
+from gdfit.backends import OnChunk, chunks
+from gdfit.data import design_matrix
+
+
+def fit(
+    x, y, coef0, *, lr: float, steps: int, dtype: str, device: str, chunk: int, on_chunk: OnChunk
+) -> np.ndarray:
+    def tensor(a):
+        return torch.as_tensor(a, dtype=getattr(torch, dtype), device=device)
+
+    X = tensor(design_matrix(x, len(coef0) - 1))  # (n, degree+1)
+    Xt = X.T.contiguous()  # (degree+1, n)
+    y = tensor(y)
+    coef = tensor(coef0).clone()
+    losses = torch.empty(chunk, dtype=X.dtype, device=device)
+    for start, stop in chunks(steps, chunk):
+        for i in range(stop - start):
+            residual = X @ coef - y
+            losses[i] = residual @ residual
+            grad = Xt @ (2.0 * residual)
+            coef -= lr * grad
+        on_chunk(start, losses[: stop - start].cpu().numpy())
+    return coef.cpu().double().numpy()

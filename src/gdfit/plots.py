@@ -1,0 +1,41 @@
+"""The figures a run logs. Built on matplotlib's object API: no pyplot, no global state."""
+
+import numpy as np
+from matplotlib.figure import Figure
+
+MAX_PLOTTED = 2000  # points drawn per line; larger data are subsampled evenly for the figure
+
+
+def _every(n: int) -> slice:
+    return slice(None, None, max(1, n // MAX_PLOTTED))
+
+
+def fit_figure(x: np.ndarray, y: np.ndarray, coef: np.ndarray, target: str) -> Figure:
+    """The data and the fitted polynomial over the same x."""
+    s = _every(len(x))
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(x[s], y[s], label=f"{target}(x)", linewidth=3, alpha=0.5)
+    ax.plot(x[s], np.polynomial.polynomial.polyval(x[s], coef), "--", label="fitted polynomial")
+    ax.set(xlabel="x", ylabel="y", title=polynomial_text(coef, digits=4))
+    ax.legend()
+    return fig
+
+
+def loss_figure(losses: np.ndarray) -> Figure:
+    """Sum of squared errors against step, log scale."""
+    steps = np.arange(len(losses))
+    s = _every(len(losses))
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.add_subplot()
+    ax.plot(steps[s], losses[s])
+    ax.set(xlabel="step", ylabel="loss (sum of squared errors)", yscale="log")
+    ax.grid(True, which="both", alpha=0.3)
+    return fig
+
+
+def polynomial_text(coef, digits: int | None = None) -> str:
+    """`y = a + b x + c x^2 + ...` as the example prints it (full precision unless `digits`)."""
+    terms = [f"{float(c):.{digits}g}" if digits else f"{float(c)}" for c in coef]
+    powers = ["", " x"] + [f" x^{k}" for k in range(2, len(terms))]
+    return "y = " + " + ".join(t + p for t, p in zip(terms, powers, strict=False))

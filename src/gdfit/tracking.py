@@ -1,0 +1,168 @@
+"""Everything gdfit writes to MLflow goes through this module.
+
+A run is opened with `tracked_run(...)`, a context manager that ends the MLflow run FINISHED,
+FAILED or KILLED however the block exits, after flushing the loss points it still holds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from filelock import FileLock
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+from gdfit.paths import default_store_dir
+
+FLUSH_SECONDS = 2.0  # how often buffered loss points are sent while a run goes
+
+
+def resolve_uri(uri: str | None) -> str:
+    """`tracking.uri` if set, else $MLFLOW_TRACKING_URI, else sqlite in the project's mlruns/."""
+    if uri:
+        return uri
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"]
+    return f"sqlite:///{default_store_dir() / 'mlflow.db'}"
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    prefix = "sqlite:///"
+    return Path(uri[len(prefix) :]) if uri.startswith(prefix) else None
+
+
+def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
+    """A client on `uri` and the id of experiment `name`, creating store and experiment once.
+
+    A new sqlite store is created by migrations that race when several processes start at
+    once, so creation happens under a file lock beside the database; artifacts of a sqlite
+    store live next to it, under `artifacts/<experiment>`.
+    """
+    db = _sqlite_path(uri)
+    if db is None:
+        client = MlflowClient(uri)
+        return client, _get_or_create(client, name, artifact_location=None)
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(db) + ".lock"):
+        client = MlflowClient(uri)
+        location = (db.parent / "artifacts" / name).as_uri()
+        return client, _get_or_create(client, name, artifact_location=location)
+
+
+def _get_or_create(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    return client.create_experiment(name, artifact_location=artifact_location)
+
+
+def flat_params(cfg: DictConfig) -> dict[str, str]:
+    """Every leaf of the resolved config under its dotted key, as MLflow param strings."""
+    out: dict[str, str] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            out[prefix[:-1]] = json.dumps(node) if isinstance(node, list) else str(node)
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
+
+
+class CurveLogger:
+    """Buffers the loss curve and sends it to MLflow in batches, thinned to `max_points`.
+
+    Steps t with t % stride == 0 are kept, and the last step always, so a curve of any length
+    is drawn evenly by at most about `max_points` points.
+    """
+
+    def __init__(self, client: MlflowClient, run_id: str, steps: int, max_points: int):
+        self.client, self.run_id, self.steps = client, run_id, steps
+        self.stride = max(1, math.ceil(steps / max_points))
+        self.pending: list[Metric] = []
+        self.last_flush = time.monotonic()
+
+    def add(self, start: int, losses) -> None:
+        now = int(time.time() * 1000)
+        first = -start % self.stride  # index in `losses` of the first kept step
+        for i in range(first, len(losses), self.stride):
+            self.pending.append(Metric("loss", float(losses[i]), now, start + i))
+        last = start + len(losses) - 1
+        if last == self.steps - 1 and last % self.stride:
+            self.pending.append(Metric("loss", float(losses[-1]), now, last))
+        if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            self.client.log_batch(self.run_id, metrics=self.pending, synchronous=True)
+            self.pending = []
+        self.last_flush = time.monotonic()
+
+
+class TrackedRun:
+    """One open MLflow run: what `train` logs, by name."""
+
+    def __init__(self, client: MlflowClient, run_id: str, steps: int, max_points: int):
+        self.client, self.run_id = client, run_id
+        self.curve = CurveLogger(client, run_id, steps, max_points)
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+        self.client.log_batch(self.run_id, metrics=batch, synchronous=True)
+
+    def log_text(self, text: str, name: str) -> None:
+        self.client.log_text(self.run_id, text, name)
+
+    def log_dict(self, data: dict, name: str) -> None:
+        self.client.log_dict(self.run_id, data, name)
+
+    def log_figure(self, figure, name: str) -> None:
+        self.client.log_figure(self.run_id, figure, name)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        batch = [RunTag(k, str(v)) for k, v in tags.items()]
+        self.client.log_batch(self.run_id, tags=batch, synchronous=True)
+
+
+@contextmanager
+def tracked_run(cfg: DictConfig, run_name: str, tags: dict[str, str]) -> Iterator[TrackedRun]:
+    """Start a run in `tracking.experiment` with the config's params and `tags`; always end it.
+
+    An exception ends the run FAILED with the error as tag `gdfit.error`; Ctrl-C ends it KILLED.
+    """
+    uri = resolve_uri(cfg.tracking.uri)
+    client, experiment_id = open_experiment(uri, cfg.tracking.experiment)
+    mlflow.set_tracking_uri(uri)
+    # The fluent API adds MLflow's own source tags (git commit, entry point, user).
+    active = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
+    run = TrackedRun(client, active.info.run_id, cfg.train.steps, cfg.tracking.curve_points)
+    status = "FAILED"
+    try:
+        params = [Param(k, v) for k, v in flat_params(cfg).items()]
+        client.log_batch(run.run_id, params=params, synchronous=True)
+        yield run
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    except Exception as error:
+        client.set_tag(run.run_id, "gdfit.error", f"{type(error).__name__}: {error}"[:5000])
+        raise
+    finally:
+        try:
+            run.curve.flush()
+        finally:
+            mlflow.end_run(status)

@@ -1,0 +1,118 @@
+"""A run, composed as the CLI would compose it, read back through MLflow's own client."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import yaml
+
+from gdfit import data, seed, tracking
+from gdfit.train import train
+
+
+def test_default_config_has_the_documented_keys(make_cfg):
+    cfg = make_cfg()
+    assert cfg.backend.name == "numpy" and cfg.backend.dtype == "float64"
+    assert cfg.optimizer.name == "sgd" and cfg.optimizer.lr == 1e-6
+    assert cfg.device.name == "cpu"
+    assert cfg.data.n_points == 2000 and cfg.data.target == "sin"
+    assert cfg.data.x_min == -math.pi and cfg.data.x_max == math.pi
+    assert cfg.model.degree == 3 and cfg.model.init == "random"
+    assert (cfg.train.steps, cfg.train.log_every, cfg.train.seed) == (5000, 100, 0)
+    assert cfg.tracking.experiment.startswith("test-")  # conftest isolates each test
+    assert make_cfg("backend=tensor").backend.dtype == "float32"
+    assert make_cfg("backend=autograd").backend.dtype == "float32"
+
+
+@pytest.mark.parametrize("backend", ["numpy", "tensor", "autograd"])
+def test_run_records_params_metrics_tags_and_artifacts(make_cfg, client, backend, tmp_path):
+    cfg = make_cfg(f"backend={backend}", "train.steps=300")
+    result = train(cfg)
+    run = client.get_run(result.run_id)
+    assert run.info.status == "FINISHED"
+    assert run.info.run_name == f"{backend}-sgd-lr1e-06-seed0"
+
+    params = run.data.params
+    assert params["backend.name"] == backend
+    assert params["optimizer.lr"] == "1e-06"
+    assert params["train.steps"] == "300" and params["model.init"] == "random"
+    assert params["data.x_min"] == repr(-math.pi)
+    assert {"backend.dtype", "device.name", "data.n_points", "model.degree", "train.seed"} <= set(
+        params
+    )
+
+    metrics = run.data.metrics
+    curve = client.get_metric_history(run.info.run_id, "loss")
+    assert [m.step for m in curve] == list(range(300))
+    np.testing.assert_allclose([m.value for m in curve], result.losses)
+    assert metrics["final_loss"] == pytest.approx(result.final_loss)
+    assert metrics["loss_gap"] == pytest.approx(metrics["final_loss"] - metrics["optimal_loss"])
+    assert metrics["loss_gap"] > 0
+    assert [metrics[f"coef_{k}"] for k in range(4)] == pytest.approx(result.coef)
+    assert metrics["train_seconds"] > 0
+    assert metrics["steps_per_second"] == pytest.approx(300 / metrics["train_seconds"])
+
+    tags = run.data.tags
+    assert tags["gdfit.backend"] == backend and tags["gdfit.device"] == "cpu"
+    assert tags["gdfit.version"]
+
+    names = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert names == {"config.yaml", "coefficients.json", "fit.png", "loss.png"}
+    folder = client.download_artifacts(run.info.run_id, "", str(tmp_path))
+    logged = yaml.safe_load(open(f"{folder}/config.yaml"))
+    assert logged["backend"]["name"] == backend and logged["train"]["steps"] == 300
+    coefficients = json.load(open(f"{folder}/coefficients.json"))
+    assert [coefficients[f"coef_{k}"] for k in range(4)] == pytest.approx(result.coef)
+
+
+def test_default_numpy_run_is_the_example(make_cfg):
+    cfg = make_cfg("train.steps=400")
+    result = train(cfg)
+    x, y = data.make_data(cfg.data)
+    coef0 = np.random.default_rng(0).standard_normal(4)
+    ref_losses, ref_coef = seed.numpy_loop(x, y, coef0, steps=400)
+    np.testing.assert_allclose(result.losses, ref_losses, rtol=1e-12)
+    np.testing.assert_allclose(result.coef, ref_coef, rtol=1e-11)
+
+
+def test_backends_with_one_seed_start_from_one_point(make_cfg):
+    first = {
+        b: train(make_cfg(f"backend={b}", "train.steps=1", "train.seed=5")).losses[0]
+        for b in ("numpy", "tensor", "autograd")
+    }
+    assert first["tensor"] == pytest.approx(first["numpy"], rel=1e-6)
+    assert first["autograd"] == pytest.approx(first["numpy"], rel=1e-6)
+    other = train(make_cfg("train.steps=1", "train.seed=6")).losses[0]
+    assert other != first["numpy"]
+
+
+def test_explicit_init_and_degree(make_cfg, client):
+    result = train(make_cfg("model.degree=1", "model.init=[0.5,-0.25]", "train.steps=1"))
+    x, y = data.make_data(make_cfg().data)
+    assert result.losses[0] == pytest.approx(np.sum((0.5 - 0.25 * x - y) ** 2))
+    run = client.get_run(result.run_id)
+    assert run.data.params["model.init"] == "[0.5, -0.25]"
+    assert set(k for k in run.data.metrics if k.startswith("coef_")) == {"coef_0", "coef_1"}
+
+
+def test_long_curves_are_thinned_evenly_to_curve_points(make_cfg, client):
+    result = train(make_cfg("train.steps=1001", "tracking.curve_points=100"))
+    curve = client.get_metric_history(result.run_id, "loss")
+    steps = [m.step for m in curve]
+    assert steps == list(range(0, 1001, 11)) + [1000]
+    assert [m.value for m in curve] == pytest.approx(result.losses[steps])
+
+
+def test_tracking_uri_setting_beats_environment_beats_default(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    default = tracking.resolve_uri(None)
+    assert default.startswith("sqlite:///") and default.endswith("/mlruns/mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///from-env.db")
+    assert tracking.resolve_uri(None) == "sqlite:///from-env.db"
+    assert tracking.resolve_uri("sqlite:///explicit.db") == "sqlite:///explicit.db"
+
+
+def test_run_name_setting_is_used(make_cfg, client):
+    result = train(make_cfg("train.steps=1", "tracking.run_name=my-run"))
+    assert client.get_run(result.run_id).info.run_name == "my-run"
