@@ -2,6 +2,7 @@
 
 import json
 import math
+import subprocess
 
 import numpy as np
 import pytest
@@ -56,6 +57,9 @@ def test_run_records_params_metrics_tags_and_artifacts(make_cfg, client, backend
     tags = run.data.tags
     assert tags["gdfit.backend"] == backend and tags["gdfit.device"] == "cpu"
     assert tags["gdfit.version"]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    assert tags["mlflow.source.git.commit"] == head.strip()
+    assert tags["gdfit.git_dirty"] in ("true", "false")
 
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert names == {"config.yaml", "coefficients.json", "fit.png", "loss.png"}

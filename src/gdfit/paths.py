@@ -14,11 +14,16 @@ def conf_dir() -> Path:
     raise FileNotFoundError(f"gdfit's conf/ folder is missing (looked beside {_PACKAGE})")
 
 
-def project_root() -> Path:
-    """The checkout when gdfit runs from one, else the current directory."""
+def checkout() -> Path | None:
+    """The source checkout gdfit runs from (an editable install or PYTHONPATH=src), if any."""
     if (_SOURCE_ROOT / "conf" / "config.yaml").is_file() and (_SOURCE_ROOT / "src").is_dir():
         return _SOURCE_ROOT
-    return Path.cwd()
+    return None
+
+
+def project_root() -> Path:
+    """The checkout when gdfit runs from one, else the current directory."""
+    return checkout() or Path.cwd()
 
 
 def default_store_dir() -> Path:

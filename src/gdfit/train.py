@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from gdfit import __version__, backends, config, data, plots, tracking
 from gdfit.console import Reporter
 from gdfit.devices import resolve_device
+from gdfit.environment import git_state
 from gdfit.paths import conf_dir
 from gdfit.seeding import seed_everything
 
@@ -50,6 +51,8 @@ def train(cfg: DictConfig) -> Result:
     chunk = max(1, min(1000, CHUNK_ELEMENTS // cfg.data.n_points))
 
     tags = {"gdfit.backend": cfg.backend.name, "gdfit.device": device, "gdfit.version": __version__}
+    if git := git_state():
+        tags |= {"mlflow.source.git.commit": git["commit"], "gdfit.git_dirty": git["dirty"]}
     run_name = cfg.tracking.run_name or default_run_name(cfg)
     with tracking.tracked_run(cfg, run_name, tags) as run:
         run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
