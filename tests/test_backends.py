@@ -22,7 +22,7 @@ def run(name, coef0, *, steps, lr=1e-6, dtype="float64", chunk=97, x=X_DATA, y=Y
         x,
         y,
         np.asarray(coef0, dtype=np.float64),
-        lr=lr,
+        optimizer={"name": "sgd", "lr": lr},
         steps=steps,
         dtype=dtype,
         device="cpu",

@@ -15,7 +15,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig
 
 BACKENDS = ("numpy", "tensor", "autograd")
-OPTIMIZERS = ("sgd",)
+OPTIMIZERS = ("sgd", "momentum", "adam")
 DEVICES = ("cpu", "cuda", "auto")
 DTYPES = ("float32", "float64")
 TARGETS = ("sin", "cos", "exp")
@@ -30,8 +30,20 @@ class BackendConfig:
 
 @dataclass
 class OptimizerConfig:
-    name: str = MISSING  # sgd: the update rule
+    name: str = MISSING  # sgd | momentum | adam: the update rule
     lr: float = 1e-6  # learning rate, > 0; the loss is a *sum* over points, hence the tiny rate
+
+
+@dataclass
+class MomentumConfig(OptimizerConfig):
+    momentum: float = 0.9  # velocity decay, in [0, 1) (torch.optim.SGD's momentum)
+    nesterov: bool = False  # Nesterov's look-ahead form of the update
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # each in [0, 1)
+    eps: float = 1e-8  # added to the denominator, > 0
 
 
 @dataclass
@@ -80,8 +92,12 @@ class Config:
 
 
 def register() -> None:
-    """Make the schema known to Hydra as `base_config` (see conf/config.yaml)."""
-    ConfigStore.instance().store(name="base_config", node=Config)
+    """Make the schemas known to Hydra: `base_config` (see conf/config.yaml) and one schema per
+    optimizer whose settings go beyond `lr` (see conf/optimizer/*.yaml)."""
+    store = ConfigStore.instance()
+    store.store(name="base_config", node=Config)
+    store.store(group="optimizer", name="schema_momentum", node=MomentumConfig)
+    store.store(group="optimizer", name="schema_adam", node=AdamConfig)
 
 
 class ConfigError(ValueError):
@@ -125,6 +141,17 @@ def initial_coefficients(init: Any, degree: int) -> list[float] | None:
     return coefs
 
 
+def _validate_optimizer(opt: DictConfig) -> None:
+    if opt.name == "momentum" and not 0 <= opt.momentum < 1:
+        raise ConfigError("optimizer.momentum", "must be in [0, 1)", opt.momentum)
+    if opt.name == "adam":
+        betas = list(opt.betas)
+        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+            raise ConfigError("optimizer.betas", "must be two numbers, each in [0, 1)", betas)
+        if not (math.isfinite(opt.eps) and opt.eps > 0):
+            raise ConfigError("optimizer.eps", "must be a positive finite number", opt.eps)
+
+
 def validate(cfg: DictConfig) -> None:
     """Check what the types cannot; raise ConfigError on the first bad setting."""
     _one_of("backend.name", cfg.backend.name, BACKENDS)
@@ -135,6 +162,7 @@ def validate(cfg: DictConfig) -> None:
     lr = cfg.optimizer.lr
     if not (math.isfinite(lr) and lr > 0):
         raise ConfigError("optimizer.lr", "must be a positive finite number", lr)
+    _validate_optimizer(cfg.optimizer)
     if cfg.train.steps < 1:
         raise ConfigError("train.steps", "must be >= 1", cfg.train.steps)
     if cfg.train.log_every < 1:

@@ -70,7 +70,7 @@ def train(cfg: DictConfig) -> Result:
                 x,
                 y,
                 coef0,
-                lr=cfg.optimizer.lr,
+                optimizer=OmegaConf.to_container(cfg.optimizer),
                 steps=steps,
                 dtype=cfg.backend.dtype,
                 device=device,

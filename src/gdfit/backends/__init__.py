@@ -2,13 +2,14 @@
 
 Each backend module defines
 
-    fit(x, y, coef0, *, lr, steps, dtype, device, chunk, on_chunk) -> coef
+    fit(x, y, coef0, *, optimizer, steps, dtype, device, chunk, on_chunk) -> coef
 
 x, y: (n_points,) float64 data; coef0: (degree+1,) float64 starting coefficients, lowest
-power first. It runs `steps` plain gradient-descent updates on the sum of squared errors and
-returns the final coefficients as float64. Every `chunk` steps it hands the losses of those
-steps to `on_chunk(first_step, losses)`: loss t is measured *before* update t, as the example
-prints it. Torch is imported only inside the torch backends.
+power first; optimizer: the `optimizer.*` settings as a dict. It runs `steps` updates of that
+rule on the sum of squared errors and returns the final coefficients as float64. Every
+`chunk` steps it hands the losses of those steps to `on_chunk(first_step, losses)`: loss t
+is measured *before* update t, as the example prints it. Torch is imported only inside the
+torch backends.
 """
 
 from collections.abc import Callable, Iterator

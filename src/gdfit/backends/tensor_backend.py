@@ -6,13 +6,13 @@ Losses stay on the device and reach the host once per chunk, so a step never wai
 import numpy as np
 import torch
 
+from gdfit import optim
 from gdfit.backends import OnChunk, chunks
 from gdfit.data import design_matrix
 
 
-def fit(
-    x, y, coef0, *, lr: float, steps: int, dtype: str, device: str, chunk: int, on_chunk: OnChunk
-) -> np.ndarray:
+def fit(x, y, coef0, *, optimizer: dict, steps: int, dtype: str, device: str, chunk: int,
+        on_chunk: OnChunk) -> np.ndarray:  # fmt: skip
     def tensor(a):
         return torch.as_tensor(a, dtype=getattr(torch, dtype), device=device)
 
@@ -20,12 +20,13 @@ def fit(
     Xt = X.T.contiguous()  # (degree+1, n)
     y = tensor(y)
     coef = tensor(coef0).clone()
+    update = optim.make(optimizer)
     losses = torch.empty(chunk, dtype=X.dtype, device=device)
     for start, stop in chunks(steps, chunk):
         for i in range(stop - start):
             residual = X @ coef - y
             losses[i] = residual @ residual
             grad = Xt @ (2.0 * residual)
-            coef -= lr * grad
+            update.step(coef, grad)
         on_chunk(start, losses[: stop - start].cpu().numpy())
     return coef.cpu().double().numpy()
