@@ -14,6 +14,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, ListConfig
 
+from gdfit.errors import ConfigError
+
 BACKENDS = ("numpy", "tensor", "autograd")
 OPTIMIZERS = ("sgd", "momentum", "adam")
 DEVICES = ("cpu", "cuda", "auto")
@@ -98,15 +100,6 @@ def register() -> None:
     store.store(name="base_config", node=Config)
     store.store(group="optimizer", name="schema_momentum", node=MomentumConfig)
     store.store(group="optimizer", name="schema_adam", node=AdamConfig)
-
-
-class ConfigError(ValueError):
-    """A user's setting is invalid; the message names the dotted key and what is allowed."""
-
-    def __init__(self, key: str, allowed: str, value: Any = None):
-        shown = "" if value is None else f" (got {value!r})"
-        super().__init__(f"{key}: {allowed}{shown}")
-        self.key = key
 
 
 def _one_of(key: str, value: str, options: tuple[str, ...]) -> None:

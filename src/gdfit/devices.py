@@ -1,6 +1,6 @@
 """Turns `device.name` into the device a backend runs on, failing early when it cannot."""
 
-from gdfit.config import ConfigError
+from gdfit.errors import ConfigError
 
 
 def resolve_device(name: str, backend: str) -> str:

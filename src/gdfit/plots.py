@@ -22,9 +22,8 @@ def fit_figure(x: np.ndarray, y: np.ndarray, coef: np.ndarray, target: str) -> F
     return fig
 
 
-def loss_figure(losses: np.ndarray) -> Figure:
+def loss_figure(steps: np.ndarray, losses: np.ndarray) -> Figure:
     """Sum of squared errors against step, log scale."""
-    steps = np.arange(len(losses))
     s = _every(len(losses))
     fig = Figure(figsize=(6, 4), layout="constrained")
     ax = fig.add_subplot()

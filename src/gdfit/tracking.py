@@ -7,8 +7,10 @@ FAILED or KILLED however the block exits, after flushing the loss points it stil
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,9 +23,14 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+from gdfit.errors import TrackingError
 from gdfit.paths import default_store_dir
 
 FLUSH_SECONDS = 2.0  # how often buffered loss points are sent while a run goes
+# MLflow retries an unreachable server with backoff for minutes; gdfit gives up in ~30 s
+# unless the user set these variables.
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "8",
+                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}  # fmt: skip
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -45,8 +52,23 @@ def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
 
     A new sqlite store is created by migrations that race when several processes start at
     once, so creation happens under a file lock beside the database; artifacts of a sqlite
-    store live next to it, under `artifacts/<experiment>`.
+    store live next to it, under `artifacts/<experiment>`. Any failure is a TrackingError
+    naming the URI.
     """
+    if uri.startswith(("http://", "https://")):
+        for key, value in HTTP_DEFAULTS.items():
+            os.environ.setdefault(key, value)
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # no retry chatter
+    try:
+        return _open_experiment(uri, name)
+    except Exception as error:
+        text = str(error)
+        errno = re.search(r"\[Errno -?\d+\] ([^\"')\]]+)", text)
+        reason = errno[1] if errno else (text.strip().splitlines() or [type(error).__name__])[0]
+        raise TrackingError(f"cannot use the MLflow store at {uri}: {reason[:200]}") from error
+
+
+def _open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
     db = _sqlite_path(uri)
     if db is None:
         client = MlflowClient(uri)
@@ -81,26 +103,32 @@ def flat_params(cfg: DictConfig) -> dict[str, str]:
 
 
 class CurveLogger:
-    """Buffers the loss curve and sends it to MLflow in batches, thinned to `max_points`.
+    """Keeps the loss curve thinned to about `max_points` and sends it to MLflow in batches.
 
     Steps t with t % stride == 0 are kept, and the last step always, so a curve of any length
-    is drawn evenly by at most about `max_points` points.
+    is drawn evenly by at most about `max_points` points; memory stays that small too.
     """
 
     def __init__(self, client: MlflowClient, run_id: str, steps: int, max_points: int):
         self.client, self.run_id, self.steps = client, run_id, steps
         self.stride = max(1, math.ceil(steps / max_points))
+        self.kept_steps: list[int] = []  # what was logged, for the plot and the caller
+        self.kept_losses: list[float] = []
         self.pending: list[Metric] = []
         self.last_flush = time.monotonic()
 
     def add(self, start: int, losses) -> None:
-        now = int(time.time() * 1000)
         first = -start % self.stride  # index in `losses` of the first kept step
-        for i in range(first, len(losses), self.stride):
-            self.pending.append(Metric("loss", float(losses[i]), now, start + i))
+        picked = list(range(first, len(losses), self.stride))
         last = start + len(losses) - 1
         if last == self.steps - 1 and last % self.stride:
-            self.pending.append(Metric("loss", float(losses[-1]), now, last))
+            picked.append(len(losses) - 1)
+        now = int(time.time() * 1000)
+        for i in picked:
+            value = float(losses[i])
+            self.kept_steps.append(start + i)
+            self.kept_losses.append(value)
+            self.pending.append(Metric("loss", value, now, start + i))
         if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
             self.flush()
 
@@ -155,11 +183,13 @@ def tracked_run(cfg: DictConfig, run_name: str, tags: dict[str, str]) -> Iterato
         client.log_batch(run.run_id, params=params, synchronous=True)
         yield run
         status = "FINISHED"
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
         status = "KILLED"
+        error.add_note(f"run {run.run_id} ended KILLED with its loss curve so far")
         raise
     except Exception as error:
         client.set_tag(run.run_id, "gdfit.error", f"{type(error).__name__}: {error}"[:5000])
+        error.add_note(f"run {run.run_id} ended FAILED")
         raise
     finally:
         try:

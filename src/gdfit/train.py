@@ -4,7 +4,6 @@ Reads like the example: data -> initial coefficients -> fit -> log -> plot.
 """
 
 import math
-import sys
 import time
 from dataclasses import dataclass
 
@@ -14,20 +13,24 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from gdfit import __version__, backends, config, data, plots, tracking
+from gdfit.cli import fail, reported_errors
 from gdfit.console import Reporter
 from gdfit.devices import resolve_device
 from gdfit.environment import git_state
+from gdfit.errors import Diverged, GdfitError
 from gdfit.paths import conf_dir
 from gdfit.seeding import seed_everything
 
 CHUNK_ELEMENTS = 2_000_000  # ~points x steps per chunk: the host sees the curve this often
+DIVERGENCE_FACTOR = 1e6  # a loss above this many times the first loss (or 1) has diverged
 
 
 @dataclass
 class Result:
     run_id: str
     coef: np.ndarray  # (degree+1,) float64, lowest power first
-    losses: np.ndarray  # (steps,) loss before each update
+    loss_steps: np.ndarray  # (n,) the logged steps: every step unless tracking.curve_points thins
+    losses: np.ndarray  # (n,) the loss before the update at each of those steps
     final_loss: float
     optimal_loss: float
 
@@ -35,6 +38,12 @@ class Result:
 def default_run_name(cfg: DictConfig) -> str:
     o = cfg.optimizer
     return f"{cfg.backend.name}-{o.name}-lr{o.lr:g}-seed{cfg.train.seed}"
+
+
+def first_divergent(losses: np.ndarray, bound: float) -> int | None:
+    """Index of the first loss that is non-finite or above `bound`, if any."""
+    bad = ~np.isfinite(losses) | (losses > bound)
+    return int(np.argmax(bad)) if bad.any() else None
 
 
 def train(cfg: DictConfig) -> Result:
@@ -49,70 +58,71 @@ def train(cfg: DictConfig) -> Result:
     fit = backends.load(cfg.backend.name).fit
     steps = cfg.train.steps
     chunk = max(1, min(1000, CHUNK_ELEMENTS // cfg.data.n_points))
+    bound = DIVERGENCE_FACTOR * max(data.sum_squared_error(X, y, coef0), 1.0)
 
-    tags = {"gdfit.backend": cfg.backend.name, "gdfit.device": device, "gdfit.version": __version__}
+    tags = {"gdfit.backend": cfg.backend.name, "gdfit.device": device,
+            "gdfit.version": __version__}  # fmt: skip
     if git := git_state():
         tags |= {"mlflow.source.git.commit": git["commit"], "gdfit.git_dirty": git["dirty"]}
     run_name = cfg.tracking.run_name or default_run_name(cfg)
     with tracking.tracked_run(cfg, run_name, tags) as run:
         run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        losses = np.empty(steps)
 
-        with Reporter(steps, cfg.train.log_every, run_name) as reporter:
+        def on_chunk(start: int, chunk_losses: np.ndarray) -> None:
+            bad = first_divergent(chunk_losses, bound)
+            kept = chunk_losses if bad is None else chunk_losses[:bad]
+            run.curve.add(start, kept)
+            reporter.chunk(start, kept)
+            if bad is not None:
+                run.set_tags({"gdfit.diverged_at_step": start + bad})
+                raise Diverged(start + bad, float(chunk_losses[bad]), cfg.optimizer.lr)
 
-            def on_chunk(start: int, chunk_losses: np.ndarray) -> None:
-                losses[start : start + len(chunk_losses)] = chunk_losses
-                run.curve.add(start, chunk_losses)
-                reporter.chunk(start, chunk_losses)
-
+        with Reporter(steps, cfg.train.log_every, run_name) as reporter, np.errstate(all="ignore"):
             began = time.perf_counter()
-            coef = fit(
-                x,
-                y,
-                coef0,
-                optimizer=OmegaConf.to_container(cfg.optimizer),
-                steps=steps,
-                dtype=cfg.backend.dtype,
-                device=device,
-                chunk=chunk,
-                on_chunk=on_chunk,
-            )
+            optimizer = OmegaConf.to_container(cfg.optimizer)
+            coef = fit(x, y, coef0, optimizer=optimizer, steps=steps, dtype=cfg.backend.dtype,
+                       device=device, chunk=chunk, on_chunk=on_chunk)  # fmt: skip
             seconds = time.perf_counter() - began
 
         final_loss = data.sum_squared_error(X, y, coef)
         optimal_loss = data.sum_squared_error(X, y, data.least_squares(X, y))
         run.curve.flush()
-        run.log_metrics(
-            {
-                "final_loss": final_loss,
-                "optimal_loss": optimal_loss,
-                "loss_gap": final_loss - optimal_loss,
-                **{f"coef_{k}": c for k, c in enumerate(coef)},
-                "train_seconds": seconds,
-                "steps_per_second": steps / seconds,
-            }
-        )
+        run.log_metrics({
+            "final_loss": final_loss, "optimal_loss": optimal_loss,
+            "loss_gap": final_loss - optimal_loss,
+            **{f"coef_{k}": c for k, c in enumerate(coef)},
+            "train_seconds": seconds, "steps_per_second": steps / seconds,
+        })  # fmt: skip
         run.log_dict({f"coef_{k}": float(c) for k, c in enumerate(coef)}, "coefficients.json")
         run.log_figure(plots.fit_figure(x, y, coef, cfg.data.target), "fit.png")
-        run.log_figure(plots.loss_figure(losses), "loss.png")
+        loss_steps, losses = np.array(run.curve.kept_steps), np.array(run.curve.kept_losses)
+        run.log_figure(plots.loss_figure(loss_steps, losses), "loss.png")
 
     print("Result: " + plots.polynomial_text(coef), flush=True)
-    return Result(run.run_id, coef, losses, final_loss, optimal_loss)
+    return Result(run.run_id, coef, loss_steps, losses, final_loss, optimal_loss)
 
 
 config.register()
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
-def main(cfg: DictConfig) -> float:
-    """Console entry point. A bad setting prints one line and exits 2 (a sweep goes on)."""
+def hydra_main(cfg: DictConfig) -> float:
+    """Hands the composed config to `train`. A failed single run exits with its one-line error;
+    in a sweep a failed job reports and returns +inf (what the Optuna sweeper needs) so that
+    the other jobs go on."""
     try:
         return train(cfg).final_loss
-    except config.ConfigError as error:
-        print(f"gdfit: error: {error}", file=sys.stderr)
-        if HydraConfig.get().mode.name == "MULTIRUN":
-            return math.inf
-        sys.exit(2)
+    except GdfitError as error:
+        if HydraConfig.get().mode.name != "MULTIRUN":
+            fail(error)
+        print(f"gdfit: error: {error}", flush=True)
+        return math.inf
+
+
+def main() -> None:
+    """Console entry point: `gdfit-train [overrides]`."""
+    with reported_errors():
+        hydra_main()
 
 
 if __name__ == "__main__":

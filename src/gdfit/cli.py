@@ -1,0 +1,85 @@
+"""How gdfit's commands end: one line on stderr and a documented exit code, never a traceback
+for a user's mistake. Exit codes: 0 done, 1 the run failed (diverged, store unreachable),
+2 a bad setting, 130 / 143 stopped by SIGINT / SIGTERM.
+"""
+
+import dataclasses
+import os
+import re
+import signal
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NoReturn
+
+from hydra.errors import HydraException, MissingConfigException
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+from gdfit.errors import GdfitError, Stopped
+
+_full_trace = False  # the user set HYDRA_FULL_ERROR=1: let errors through with their traceback
+_TYPE_NAMES = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false"}
+
+
+def describe(error: Exception) -> str:
+    """One line for a Hydra or OmegaConf error: the dotted key and what it accepts."""
+    if isinstance(error, MissingConfigException) and error.options:
+        group, _, option = (error.missing_cfg_file or "").rpartition("/")
+        return f"{group}={option}: unknown option; choose one of {', '.join(error.options)}"
+    cause = error.__cause__ if isinstance(error.__cause__, OmegaConfBaseException) else error
+    key = getattr(cause, "full_key", None)
+    first = str(getattr(cause, "msg", None) or cause).splitlines()[0]
+    if key and (m := re.match(r"Value '(.*)' of type '.*' could not be converted to (\w+)", first)):
+        return f"{key}: must be {_TYPE_NAMES.get(m[2], m[2])} (got {m[1]!r})"
+    if key and isinstance(cause, ConfigKeyError | AttributeError):
+        valid = [f.name for f in dataclasses.fields(cause.object_type)]
+        name = key.rpartition(".")[2]
+        return f"{key}: no such setting; {name!r} is not one of {', '.join(valid)}"
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return f"{key + ': ' if key else ''}{first if key else ' '.join(lines[:2])}"
+
+
+def _raise_stopped(signum, frame) -> None:
+    raise Stopped(signum)
+
+
+@contextmanager
+def reported_errors() -> Iterator[None]:
+    """Run a command so that its known failures end as one line and an exit code.
+
+    Hydra is told to let errors through (HYDRA_FULL_ERROR) so they can be described here;
+    a user who sets HYDRA_FULL_ERROR=1 still gets the full stack trace.
+    """
+    global _full_trace
+    full_trace = _full_trace = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    previous = signal.signal(signal.SIGTERM, _raise_stopped)
+    try:
+        yield
+    except GdfitError as error:
+        if full_trace:
+            raise
+        fail(error)
+    except (HydraException, OmegaConfBaseException) as error:
+        if full_trace:
+            raise
+        _exit(describe(error), 2)
+    except KeyboardInterrupt as error:
+        signum = error.signum if isinstance(error, Stopped) else signal.SIGINT
+        notes = getattr(error, "__notes__", [])
+        _exit("; ".join([f"stopped by {signal.Signals(signum).name}", *notes]), 128 + signum)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def fail(error: GdfitError) -> NoReturn:
+    """Print the error (with the notes that say what became of the run) and exit; re-raise it
+    when the user asked for full traces."""
+    if _full_trace:
+        raise error
+    _exit("; ".join([str(error), *getattr(error, "__notes__", [])]), error.exit_code)
+
+
+def _exit(message: str, code: int) -> NoReturn:
+    print(f"gdfit: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)

@@ -1,0 +1,172 @@
+"""Bad settings, diverging fits, signals, unreachable and racing stores: one clear line, the
+right exit code, nothing left RUNNING."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from gdfit.train import train
+
+GDFIT_TRAIN = str(Path(sys.executable).parent / "gdfit-train")
+
+BAD_SETTINGS = [
+    # (overrides, exit code, what the one line must say)
+    (["optimizer.lr=0"], 2, "optimizer.lr: must be a positive finite number (got 0.0)"),
+    (["optimizer.lr=-1e-6"], 2, "optimizer.lr: must be a positive finite number"),
+    (["optimizer.lr=inf"], 2, "optimizer.lr: must be a positive finite number (got inf)"),
+    (["optimizer.lr=nan"], 2, "optimizer.lr: must be a positive finite number (got nan)"),
+    (["optimizer.lr=fast"], 2, "optimizer.lr: must be a number (got 'fast')"),
+    (["train.steps=0"], 2, "train.steps: must be >= 1 (got 0)"),
+    (["train.steps=abc"], 2, "train.steps: must be an integer (got 'abc')"),
+    (["train.log_every=0"], 2, "train.log_every: must be >= 1 (got 0)"),
+    (["data.n_points=3"], 2, "data.n_points: must be >= model.degree + 1 = 4 (got 3)"),
+    (["data.x_min=4"], 2, "data.x_min: must be less than data.x_max"),
+    (["model.degree=-1"], 2, "model.degree: must be between 0 and 20 (got -1)"),
+    (["model.degree=99"], 2, "model.degree: must be between 0 and 20 (got 99)"),
+    (["model.init=[1,2]"], 2, "model.init: must have degree+1 = 4 numbers"),
+    (["model.init=[1,2,3,nan]"], 2, "model.init: must contain only finite numbers"),
+    (["model.init=zeros"], 2, 'model.init: must be "random" or a list of 4 numbers'),
+    (["backend=jax"], 2, "backend=jax: unknown option; choose one of autograd, numpy, tensor"),
+    (["optimizer=rmsprop"], 2, "optimizer=rmsprop: unknown option; choose one of adam, momentum"),
+    (["device=tpu"], 2, "device=tpu: unknown option; choose one of auto, cpu, cuda"),
+    (["backend.dtype=float16"], 2, "backend.dtype: must be one of float32, float64"),
+    (["trian.steps=3"], 2, "trian: no such setting; 'trian' is not one of backend, optimizer"),
+    (["optimizer=momentum", "optimizer.momentum=1"], 2, "optimizer.momentum: must be in [0, 1)"),
+    (["optimizer=adam", "optimizer.betas=[0.9]"], 2, "optimizer.betas: must be two numbers"),
+    (["optimizer=adam", "optimizer.eps=0"], 2, "optimizer.eps: must be a positive finite"),
+    (["device=cuda"], 2, "device.name: cuda needs backend=tensor or backend=autograd"),
+]
+
+
+def gdfit(*args, cwd, **kw):
+    return subprocess.run([GDFIT_TRAIN, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, **kw)  # fmt: skip
+
+
+def runs(uri: str, experiment: str = "gdfit"):
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    return client.search_runs([found.experiment_id]) if found else []
+
+
+@pytest.mark.parametrize(("overrides", "code", "message"), BAD_SETTINGS, ids=lambda v: str(v))
+def test_bad_setting_is_one_line_before_any_run(overrides, code, message, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = gdfit(*overrides, f"tracking.uri={uri}", cwd=tmp_path)
+    assert out.returncode == code
+    assert "Traceback" not in out.stderr + out.stdout
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert out.stderr.startswith("gdfit: error: " + message), out.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # no store touched, so no run created
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message when CUDA is absent")
+def test_cuda_without_cuda_names_cuda(make_cfg):
+    from gdfit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="device.name: cuda is not available"):
+        train(make_cfg("backend=tensor", "device=cuda"))
+
+
+def test_auto_device_records_what_it_chose(make_cfg, client):
+    result = train(make_cfg("backend=autograd", "device=auto", "train.steps=2"))
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert client.get_run(result.run_id).data.tags["gdfit.device"] == expected
+
+
+@pytest.mark.parametrize("backend", ["numpy", "autograd"])
+def test_divergence_fails_the_run_and_keeps_the_curve(backend, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = gdfit(f"backend={backend}", "optimizer.lr=1e-4", f"tracking.uri={uri}", cwd=tmp_path)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr and "RuntimeWarning" not in out.stderr
+    assert "the loss diverged at step" in out.stderr and "smaller learning rate" in out.stderr
+    (run,) = runs(uri)
+    assert run.info.status == "FAILED"
+    step = int(run.data.tags["gdfit.diverged_at_step"])
+    assert f"diverged at step {step} " in out.stderr and f"run {run.info.run_id} ended FAILED"
+    curve = MlflowClient(uri).get_metric_history(run.info.run_id, "loss")
+    assert [m.step for m in curve] == list(range(step))
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal_ends_the_run_killed_with_its_curve(sig, code, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    endless = ["train.steps=100000000", "tracking.curve_points=100000000", "train.log_every=10000"]
+    proc = subprocess.Popen([GDFIT_TRAIN, *endless, f"tracking.uri={uri}"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    client, deadline = MlflowClient(uri), time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until the first batch of the curve has landed
+        found = (tmp_path / "mlflow.db").exists() and runs(uri)
+        if found and client.get_metric_history(found[0].info.run_id, "loss"):
+            break
+        time.sleep(0.3)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code
+    assert "Traceback" not in stderr
+    assert stderr.startswith(f"gdfit: error: stopped by {sig.name}; run ")
+    (run,) = runs(uri)
+    assert run.info.status == "KILLED"
+    assert len(client.get_metric_history(run.info.run_id, "loss")) > 1000
+
+
+def test_unreachable_server_fails_fast_naming_the_uri(tmp_path):
+    with socket.socket() as s:  # a free port that nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    began = time.monotonic()
+    out = gdfit(f"tracking.uri=http://127.0.0.1:{port}", cwd=tmp_path)
+    assert time.monotonic() - began < 30
+    assert out.returncode == 1
+    assert out.stderr.strip() == (
+        f"gdfit: error: cannot use the MLflow store at http://127.0.0.1:{port}: Connection refused"
+    )
+
+
+def test_unwritable_sqlite_path_fails_clearly(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    uri = f"sqlite:///{tmp_path / 'a-file' / 'mlflow.db'}"
+    out = gdfit(f"tracking.uri={uri}", cwd=tmp_path)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.startswith(f"gdfit: error: cannot use the MLflow store at {uri}: ")
+
+
+def test_an_unexpected_error_ends_the_run_failed_with_the_error(make_cfg, client, monkeypatch):
+    from gdfit import plots
+
+    def broken(*args):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(plots, "fit_figure", broken)
+    with pytest.raises(RuntimeError):
+        train(make_cfg("train.steps=3"))
+    (run,) = client.search_runs([client.get_experiment_by_name(make_cfg().tracking.experiment)
+                                 .experiment_id])  # fmt: skip
+    assert run.info.status == "FAILED"
+    assert run.data.tags["gdfit.error"] == "RuntimeError: disk full"
+
+
+def test_six_simultaneous_starts_on_a_fresh_store_all_succeed(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
+    procs = [subprocess.Popen([GDFIT_TRAIN, "train.steps=200", f"train.seed={i}",
+                               f"tracking.uri={uri}"], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=os.environ)
+             for i in range(6)]  # fmt: skip
+    outcomes = [(p.wait(timeout=180), p.stderr.read()) for p in procs]
+    assert [code for code, _ in outcomes] == [0] * 6, outcomes
+    found = runs(uri)
+    assert sorted(r.data.params["train.seed"] for r in found) == [str(i) for i in range(6)]
+    client = MlflowClient(uri)
+    for run in found:
+        assert run.info.status == "FINISHED"
+        assert len(client.get_metric_history(run.info.run_id, "loss")) == 200
+        assert len(client.list_artifacts(run.info.run_id)) == 4
