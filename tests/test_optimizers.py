@@ -50,8 +50,17 @@ def backend_curve(name: str, settings: dict, steps: int) -> np.ndarray:
         losses[start : start + len(chunk_losses)] = chunk_losses
 
     fit = backends.load(name).fit
-    fit(X_DATA, Y_DATA, START, optimizer=settings, steps=steps, dtype="float64", device="cpu",
-        chunk=250, on_chunk=on_chunk)  # fmt: skip
+    fit(
+        X_DATA,
+        Y_DATA,
+        START,
+        optimizer=settings,
+        steps=steps,
+        dtype="float64",
+        device="cpu",
+        chunk=250,
+        on_chunk=on_chunk,
+    )
     return losses
 
 
@@ -66,9 +75,10 @@ def test_every_backend_matches_torch_optim_at_every_step(rule):
 
 def test_momentum_and_adam_reach_the_optimum_faster_than_plain_sgd():
     optimal = data.sum_squared_error(
-        data.design_matrix(X_DATA, 3), Y_DATA,
+        data.design_matrix(X_DATA, 3),
+        Y_DATA,
         data.least_squares(data.design_matrix(X_DATA, 3), Y_DATA),
-    )  # fmt: skip
+    )
     gaps = {rule: backend_curve("numpy", SETTINGS[rule], 3000)[-1] - optimal for rule in SETTINGS}
     assert gaps["momentum"] < gaps["sgd"] / 1000
     assert gaps["adam"] < gaps["sgd"] / 10

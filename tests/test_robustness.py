@@ -47,8 +47,9 @@ BAD_SETTINGS = [
 
 
 def gdfit(*args, cwd, **kw):
-    return subprocess.run([GDFIT_TRAIN, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120, **kw)  # fmt: skip
+    return subprocess.run(
+        [GDFIT_TRAIN, *args], cwd=cwd, capture_output=True, text=True, timeout=120, **kw
+    )
 
 
 def runs(uri: str, experiment: str = "gdfit"):
@@ -101,8 +102,13 @@ def test_divergence_fails_the_run_and_keeps_the_curve(backend, tmp_path):
 def test_signal_ends_the_run_killed_with_its_curve(sig, code, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     endless = ["train.steps=100000000", "tracking.curve_points=100000000", "train.log_every=10000"]
-    proc = subprocess.Popen([GDFIT_TRAIN, *endless, f"tracking.uri={uri}"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [GDFIT_TRAIN, *endless, f"tracking.uri={uri}"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     client, deadline = MlflowClient(uri), time.monotonic() + 60
     while time.monotonic() < deadline:  # wait until the first batch of the curve has landed
         found = (tmp_path / "mlflow.db").exists() and runs(uri)
@@ -149,18 +155,26 @@ def test_an_unexpected_error_ends_the_run_failed_with_the_error(make_cfg, client
     monkeypatch.setattr(plots, "fit_figure", broken)
     with pytest.raises(RuntimeError):
         train(make_cfg("train.steps=3"))
-    (run,) = client.search_runs([client.get_experiment_by_name(make_cfg().tracking.experiment)
-                                 .experiment_id])  # fmt: skip
+    (run,) = client.search_runs(
+        [client.get_experiment_by_name(make_cfg().tracking.experiment).experiment_id]
+    )
     assert run.info.status == "FAILED"
     assert run.data.tags["gdfit.error"] == "RuntimeError: disk full"
 
 
 def test_six_simultaneous_starts_on_a_fresh_store_all_succeed(tmp_path):
     uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
-    procs = [subprocess.Popen([GDFIT_TRAIN, "train.steps=200", f"train.seed={i}",
-                               f"tracking.uri={uri}"], cwd=tmp_path, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=os.environ)
-             for i in range(6)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [GDFIT_TRAIN, "train.steps=200", f"train.seed={i}", f"tracking.uri={uri}"],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=os.environ,
+        )
+        for i in range(6)
+    ]
     outcomes = [(p.wait(timeout=180), p.stderr.read()) for p in procs]
     assert [code for code, _ in outcomes] == [0] * 6, outcomes
     found = runs(uri)

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, ListConfig
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 
 from gdfit.errors import ConfigError
+from gdfit.paths import default_store_dir
 
 BACKENDS = ("numpy", "tensor", "autograd")
 OPTIMIZERS = ("sgd", "momentum", "adam")
@@ -96,6 +97,8 @@ class Config:
 def register() -> None:
     """Make the schemas known to Hydra: `base_config` (see conf/config.yaml) and one schema per
     optimizer whose settings go beyond `lr` (see conf/optimizer/*.yaml)."""
+    if not OmegaConf.has_resolver("gdfit_store"):  # used by hydra.sweep.dir in config.yaml
+        OmegaConf.register_new_resolver("gdfit_store", lambda: str(default_store_dir()))
     store = ConfigStore.instance()
     store.store(name="base_config", node=Config)
     store.store(group="optimizer", name="schema_momentum", node=MomentumConfig)

@@ -38,3 +38,16 @@ def polynomial_text(coef, digits: int | None = None) -> str:
     terms = [f"{float(c):.{digits}g}" if digits else f"{float(c)}" for c in coef]
     powers = ["", " x"] + [f" x^{k}" for k in range(2, len(terms))]
     return "y = " + " + ".join(t + p for t, p in zip(terms, powers, strict=False))
+
+
+def comparison_figure(curves: list[tuple[str, list[int], list[float]]]) -> Figure:
+    """Several runs' loss curves on one log-scale plot, one (label, steps, losses) each."""
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    ax = fig.add_subplot()
+    for label, steps, losses in curves:
+        ax.plot(steps, losses, label=label)
+    ax.set(xlabel="step", ylabel="loss (sum of squared errors)", yscale="log")
+    ax.grid(True, which="both", alpha=0.3)
+    if curves:
+        ax.legend(fontsize="small")
+    return fig

@@ -26,11 +26,15 @@ from omegaconf import DictConfig, OmegaConf
 from gdfit.errors import TrackingError
 from gdfit.paths import default_store_dir
 
+SWEEP_PARENT_ENV = "GDFIT_SWEEP_PARENT"  # set during a sweep: the parent run of its jobs
 FLUSH_SECONDS = 2.0  # how often buffered loss points are sent while a run goes
 # MLflow retries an unreachable server with backoff for minutes; gdfit gives up in ~30 s
 # unless the user set these variables.
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "8",
-                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}  # fmt: skip
+HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "8",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+}
 
 
 def resolve_uri(uri: str | None) -> str:
@@ -174,8 +178,12 @@ def tracked_run(cfg: DictConfig, run_name: str, tags: dict[str, str]) -> Iterato
     uri = resolve_uri(cfg.tracking.uri)
     client, experiment_id = open_experiment(uri, cfg.tracking.experiment)
     mlflow.set_tracking_uri(uri)
-    # The fluent API adds MLflow's own source tags (git commit, entry point, user).
-    active = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
+    # The fluent API adds MLflow's own source tags (entry point, user); in a sweep the run is
+    # nested under the sweep's parent run.
+    parent = os.environ.get(SWEEP_PARENT_ENV) or None
+    active = mlflow.start_run(
+        experiment_id=experiment_id, run_name=run_name, tags=tags, parent_run_id=parent
+    )
     run = TrackedRun(client, active.info.run_id, cfg.train.steps, cfg.tracking.curve_points)
     status = "FAILED"
     try:
@@ -196,3 +204,70 @@ def tracked_run(cfg: DictConfig, run_name: str, tags: dict[str, str]) -> Iterato
             run.curve.flush()
         finally:
             mlflow.end_run(status)
+
+
+# ---- sweeps and comparisons: a parent run per sweep, reading runs back ----
+
+
+def start_parent(uri: str, experiment: str, run_name: str, tags: dict[str, str]) -> str:
+    """Create the RUNNING parent run of a sweep; its jobs find it through SWEEP_PARENT_ENV."""
+    client, experiment_id = open_experiment(uri, experiment)
+    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
+    return run.info.run_id
+
+
+def finish_parent(
+    uri: str,
+    run_id: str,
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    texts: dict[str, str],
+    figure,
+    status: str = "FINISHED",
+) -> None:
+    client = MlflowClient(uri)
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+        tags=[RunTag(k, v) for k, v in tags.items()],
+        synchronous=True,
+    )
+    for name, text in texts.items():
+        client.log_text(run_id, text, name)
+    if figure is not None:
+        client.log_figure(run_id, figure, "comparison.png")
+    client.set_terminated(run_id, status)
+
+
+def end_if_running(uri: str, run_id: str, status: str) -> None:
+    """End `run_id` with `status` unless it has already ended (used when a sweep is cut off)."""
+    client = MlflowClient(uri)
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_terminated(run_id, status)
+
+
+def search_runs(
+    uri: str, *, parent: str | None = None, experiment: str | None = None, filter_string: str = ""
+) -> list:
+    """Runs of one sweep (`parent`), or of an experiment matching an MLflow search filter, oldest
+    first. Sweep parents themselves are left out of an experiment's list."""
+    client = MlflowClient(uri)
+    if parent is not None:
+        experiment_id = client.get_run(parent).info.experiment_id
+        found = f"tags.mlflow.parentRunId = '{parent}'"
+        filter_string = f"{found} and {filter_string}" if filter_string else found
+    else:
+        known = client.get_experiment_by_name(experiment)
+        if known is None:
+            return []
+        experiment_id = known.experiment_id
+    runs = client.search_runs(
+        [experiment_id], filter_string, max_results=5000, order_by=["attributes.start_time ASC"]
+    )
+    return [r for r in runs if r.data.tags.get("gdfit.sweep") != "true"]
+
+
+def loss_curve(uri: str, run_id: str) -> tuple[list[int], list[float]]:
+    history = sorted(MlflowClient(uri).get_metric_history(run_id, "loss"), key=lambda m: m.step)
+    return [m.step for m in history], [m.value for m in history]

@@ -60,8 +60,7 @@ def train(cfg: DictConfig) -> Result:
     chunk = max(1, min(1000, CHUNK_ELEMENTS // cfg.data.n_points))
     bound = DIVERGENCE_FACTOR * max(data.sum_squared_error(X, y, coef0), 1.0)
 
-    tags = {"gdfit.backend": cfg.backend.name, "gdfit.device": device,
-            "gdfit.version": __version__}  # fmt: skip
+    tags = {"gdfit.backend": cfg.backend.name, "gdfit.device": device, "gdfit.version": __version__}
     if git := git_state():
         tags |= {"mlflow.source.git.commit": git["commit"], "gdfit.git_dirty": git["dirty"]}
     run_name = cfg.tracking.run_name or default_run_name(cfg)
@@ -80,19 +79,32 @@ def train(cfg: DictConfig) -> Result:
         with Reporter(steps, cfg.train.log_every, run_name) as reporter, np.errstate(all="ignore"):
             began = time.perf_counter()
             optimizer = OmegaConf.to_container(cfg.optimizer)
-            coef = fit(x, y, coef0, optimizer=optimizer, steps=steps, dtype=cfg.backend.dtype,
-                       device=device, chunk=chunk, on_chunk=on_chunk)  # fmt: skip
+            coef = fit(
+                x,
+                y,
+                coef0,
+                optimizer=optimizer,
+                steps=steps,
+                dtype=cfg.backend.dtype,
+                device=device,
+                chunk=chunk,
+                on_chunk=on_chunk,
+            )
             seconds = time.perf_counter() - began
 
         final_loss = data.sum_squared_error(X, y, coef)
         optimal_loss = data.sum_squared_error(X, y, data.least_squares(X, y))
         run.curve.flush()
-        run.log_metrics({
-            "final_loss": final_loss, "optimal_loss": optimal_loss,
-            "loss_gap": final_loss - optimal_loss,
-            **{f"coef_{k}": c for k, c in enumerate(coef)},
-            "train_seconds": seconds, "steps_per_second": steps / seconds,
-        })  # fmt: skip
+        run.log_metrics(
+            {
+                "final_loss": final_loss,
+                "optimal_loss": optimal_loss,
+                "loss_gap": final_loss - optimal_loss,
+                **{f"coef_{k}": c for k, c in enumerate(coef)},
+                "train_seconds": seconds,
+                "steps_per_second": steps / seconds,
+            }
+        )
         run.log_dict({f"coef_{k}": float(c) for k, c in enumerate(coef)}, "coefficients.json")
         run.log_figure(plots.fit_figure(x, y, coef, cfg.data.target), "fit.png")
         loss_steps, losses = np.array(run.curve.kept_steps), np.array(run.curve.kept_losses)

@@ -25,8 +25,18 @@ def torch_optimizer(settings: dict, coef: torch.Tensor) -> torch.optim.Optimizer
     return None
 
 
-def fit(x, y, coef0, *, optimizer: dict, steps: int, dtype: str, device: str, chunk: int,
-        on_chunk: OnChunk) -> np.ndarray:  # fmt: skip
+def fit(
+    x,
+    y,
+    coef0,
+    *,
+    optimizer: dict,
+    steps: int,
+    dtype: str,
+    device: str,
+    chunk: int,
+    on_chunk: OnChunk,
+) -> np.ndarray:
     def tensor(a):
         return torch.as_tensor(a, dtype=getattr(torch, dtype), device=device)
 

@@ -12,8 +12,18 @@ from gdfit.backends import OnChunk, chunks
 from gdfit.data import design_matrix
 
 
-def fit(x, y, coef0, *, optimizer: dict, steps: int, dtype: str, device: str, chunk: int,
-        on_chunk: OnChunk) -> np.ndarray:  # fmt: skip
+def fit(
+    x,
+    y,
+    coef0,
+    *,
+    optimizer: dict,
+    steps: int,
+    dtype: str,
+    device: str,
+    chunk: int,
+    on_chunk: OnChunk,
+) -> np.ndarray:
     assert device == "cpu", "numpy runs on the CPU only"
     X = design_matrix(x, len(coef0) - 1).astype(dtype)  # (n, degree+1)
     Xt = np.ascontiguousarray(X.T)  # (degree+1, n), contiguous for the backward product

@@ -11,8 +11,18 @@ from gdfit.backends import OnChunk, chunks
 from gdfit.data import design_matrix
 
 
-def fit(x, y, coef0, *, optimizer: dict, steps: int, dtype: str, device: str, chunk: int,
-        on_chunk: OnChunk) -> np.ndarray:  # fmt: skip
+def fit(
+    x,
+    y,
+    coef0,
+    *,
+    optimizer: dict,
+    steps: int,
+    dtype: str,
+    device: str,
+    chunk: int,
+    on_chunk: OnChunk,
+) -> np.ndarray:
     def tensor(a):
         return torch.as_tensor(a, dtype=getattr(torch, dtype), device=device)
 

@@ -1,0 +1,68 @@
+"""A Hydra multirun as one MLflow parent run with a child run per job.
+
+`MlflowSweep` is a Hydra callback (registered in conf/config.yaml). When the sweep starts it
+creates the parent run and exports its id, so every job's run nests under it whichever launcher
+runs the job; when the sweep ends it logs summary.csv, comparison.png and the best child's
+final_loss on the parent.
+"""
+
+import atexit
+import os
+import time
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from gdfit import __version__, summary, tracking
+from gdfit.environment import git_state
+
+
+class MlflowSweep(Callback):
+    def __init__(self) -> None:
+        self.uri = self.parent = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        self.uri = tracking.resolve_uri(config.tracking.uri)
+        overrides = list(config.hydra.overrides.task)
+        tags = {
+            "gdfit.sweep": "true",
+            "gdfit.version": __version__,
+            "gdfit.sweep_overrides": " ".join(overrides)[:5000],
+            "gdfit.sweeper": config.hydra.sweeper._target_.rpartition(".")[2],
+            "gdfit.launcher": config.hydra.launcher._target_.rpartition(".")[2],
+        }
+        if git := git_state():
+            tags |= {"mlflow.source.git.commit": git["commit"], "gdfit.git_dirty": git["dirty"]}
+        name = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+        self.parent = tracking.start_parent(self.uri, config.tracking.experiment, name, tags)
+        os.environ[tracking.SWEEP_PARENT_ENV] = self.parent
+        self.sweep_yaml = OmegaConf.to_yaml(config)
+        atexit.register(self._cut_off)  # Ctrl-C or a crash: the parent must not stay RUNNING
+        print(f"gdfit: sweep {name}: parent run {self.parent}", flush=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        os.environ.pop(tracking.SWEEP_PARENT_ENV, None)
+        runs = tracking.search_runs(self.uri, parent=self.parent)
+        header, table = summary.rows(runs)
+        best = summary.best(runs)
+        metrics = {"best_final_loss": best.data.metrics["final_loss"]} if best else {}
+        failed = sum(r.info.status != "FINISHED" for r in runs)
+        tags = {"gdfit.jobs": str(len(runs)), "gdfit.failed_jobs": str(failed)}
+        if best:
+            tags["gdfit.best_run_id"] = best.info.run_id
+        texts = {"summary.csv": summary.to_csv(header, table), "sweep.yaml": self.sweep_yaml}
+        tracking.finish_parent(
+            self.uri, self.parent, metrics, tags, texts, summary.comparison(self.uri, runs)
+        )
+        best_text = f"; best {best.info.run_name} final_loss {metrics['best_final_loss']:.8g}"
+        print(
+            f"gdfit: sweep done: {len(runs)} runs, {failed} failed"
+            f"{best_text if best else ''}; parent run {self.parent}",
+            flush=True,
+        )
+        atexit.unregister(self._cut_off)
+        self.parent = None
+
+    def _cut_off(self) -> None:
+        if self.parent:
+            tracking.end_if_running(self.uri, self.parent, "KILLED")

@@ -1,0 +1,203 @@
+"""Sweeps as one MLflow parent with a child per job, run through the installed commands, and
+`gdfit-compare` reading them back. Each sweep runs once per module (a few hundred steps)."""
+
+import csv
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+BIN = Path(sys.executable).parent
+
+
+def command(exe, *args, cwd):
+    out = subprocess.run(
+        [str(BIN / exe), *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+    return out
+
+
+def parent_and_children(uri):
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("gdfit").experiment_id
+    (parent,) = client.search_runs([experiment], "tags.gdfit.sweep = 'true'")
+    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    return client, parent, children
+
+
+def summary_rows(client, parent, tmp_path):
+    path = client.download_artifacts(parent.info.run_id, "summary.csv", str(tmp_path))
+    return list(csv.DictReader(io.StringIO(Path(path).read_text())))
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    """3 backends x 2 rates, one rate diverging: six jobs, three of them fail."""
+    folder = tmp_path_factory.mktemp("grid")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    out = command(
+        "gdfit-train",
+        "-m",
+        "backend=numpy,tensor,autograd",
+        "optimizer.lr=1e-6,1e-4",
+        "train.steps=200",
+        f"tracking.uri={uri}",
+        cwd=folder,
+    )
+    return out, uri, folder
+
+
+def test_grid_sweep_is_one_parent_with_a_child_per_job(grid, tmp_path):
+    out, uri, _ = grid
+    assert out.returncode == 0, out.stderr
+    client, parent, children = parent_and_children(uri)
+    assert parent.info.status == "FINISHED"
+    assert parent.info.run_name.startswith("sweep-")
+    assert len(children) == 6
+    by_status = sorted(
+        (c.data.params["backend.name"], c.data.params["optimizer.lr"], c.info.status)
+        for c in children
+    )
+    assert by_status == [
+        ("autograd", "0.0001", "FAILED"),
+        ("autograd", "1e-06", "FINISHED"),
+        ("numpy", "0.0001", "FAILED"),
+        ("numpy", "1e-06", "FINISHED"),
+        ("tensor", "0.0001", "FAILED"),
+        ("tensor", "1e-06", "FINISHED"),
+    ]
+    for child in children:  # a child records what a single run records
+        assert child.data.tags["gdfit.backend"] == child.data.params["backend.name"]
+        assert len(client.get_metric_history(child.info.run_id, "loss")) > 0
+        if child.info.status == "FINISHED":
+            assert {"final_loss", "loss_gap", "coef_3", "train_seconds"} <= set(child.data.metrics)
+            assert len(client.list_artifacts(child.info.run_id)) == 4
+        else:
+            assert "gdfit.diverged_at_step" in child.data.tags
+
+
+def test_parent_holds_summary_comparison_and_best_loss(grid, tmp_path):
+    _, uri, _ = grid
+    client, parent, children = parent_and_children(uri)
+    names = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"summary.csv", "comparison.png", "sweep.yaml"} <= names
+    rows = summary_rows(client, parent, tmp_path)
+    assert len(rows) == 6
+    assert {
+        "run_id",
+        "run_name",
+        "backend.name",
+        "optimizer.lr",
+        "status",
+        "final_loss",
+        "loss_gap",
+        "coef_0",
+        "coef_3",
+        "train_seconds",
+    } <= set(rows[0])
+    assert sorted(r["status"] for r in rows) == ["FAILED"] * 3 + ["FINISHED"] * 3
+    assert {r["run_id"] for r in rows} == {c.info.run_id for c in children}
+    finished = [c.data.metrics["final_loss"] for c in children if c.info.status == "FINISHED"]
+    assert parent.data.metrics["best_final_loss"] == min(finished)
+    assert parent.data.tags["gdfit.failed_jobs"] == "3"
+
+
+def test_compare_prints_one_row_per_child_and_writes_the_overlay(grid):
+    _, uri, folder = grid
+    _, parent, children = parent_and_children(uri)
+    png = folder / "overlay.png"
+    out = command(
+        "gdfit-compare",
+        "--parent",
+        parent.info.run_id,
+        "--tracking-uri",
+        uri,
+        "--out",
+        str(png),
+        cwd=folder,
+    )
+    assert out.returncode == 0, out.stderr
+    for child in children:
+        assert child.info.run_name in out.stdout
+    assert out.stdout.count("FAILED") == 3 and out.stdout.count("FINISHED") == 3
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compare_filters_an_experiment_and_fails_clearly_on_no_match(grid):
+    _, uri, folder = grid
+    only = "params.`backend.name` = 'tensor'"
+    out = command(
+        "gdfit-compare",
+        "--experiment",
+        "gdfit",
+        "--filter",
+        only,
+        "--tracking-uri",
+        uri,
+        cwd=folder,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("tensor-sgd") == 2 and "numpy-sgd" not in out.stdout
+    assert "sweep-" not in out.stdout  # the parent is not a run to compare
+    out = command(
+        "gdfit-compare", "--experiment", "nothing-here", "--tracking-uri", uri, cwd=folder
+    )
+    assert out.returncode == 1
+    assert "no runs match" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_parallel_sweep_on_a_fresh_store_loses_nothing(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
+    out = command(
+        "gdfit-train",
+        "-m",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "backend=numpy,tensor",
+        "train.seed=1,2",
+        "train.steps=150",
+        f"tracking.uri={uri}",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    client, parent, children = parent_and_children(uri)
+    assert parent.info.status == "FINISHED" and parent.data.tags["gdfit.launcher"]
+    assert sorted(
+        (c.data.params["backend.name"], c.data.params["train.seed"]) for c in children
+    ) == [("numpy", "1"), ("numpy", "2"), ("tensor", "1"), ("tensor", "2")]
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert len(client.get_metric_history(child.info.run_id, "loss")) == 150
+    assert len(summary_rows(client, parent, tmp_path)) == 4
+    out = command(
+        "gdfit-compare", "--parent", parent.info.run_id, "--tracking-uri", uri, cwd=tmp_path
+    )
+    assert out.returncode == 0 and out.stdout.count("FINISHED") == 4
+
+
+def test_optuna_search_runs_trials_as_children(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = command(
+        "gdfit-train",
+        "hparams_search=lr_optuna",
+        "hydra.sweeper.n_trials=3",
+        "train.steps=200",
+        f"tracking.uri={uri}",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    client, parent, children = parent_and_children(uri)
+    assert parent.data.tags["gdfit.sweeper"] == "OptunaSweeper"
+    assert len(children) == 3
+    rates = [float(c.data.params["optimizer.lr"]) for c in children]
+    assert all(1e-7 <= lr <= 1e-5 for lr in rates) and len(set(rates)) == 3
+    finished = [c.data.metrics["final_loss"] for c in children if c.info.status == "FINISHED"]
+    assert parent.data.metrics["best_final_loss"] == min(finished)
+    out = command(
+        "gdfit-compare", "--parent", parent.info.run_id, "--tracking-uri", uri, cwd=tmp_path
+    )
+    assert out.returncode == 0
+    assert sum(c.info.run_name in out.stdout for c in children) == 3
