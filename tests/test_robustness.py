@@ -183,4 +183,4 @@ def test_six_simultaneous_starts_on_a_fresh_store_all_succeed(tmp_path):
     for run in found:
         assert run.info.status == "FINISHED"
         assert len(client.get_metric_history(run.info.run_id, "loss")) == 200
-        assert len(client.list_artifacts(run.info.run_id)) == 4
+        assert len(client.list_artifacts(run.info.run_id)) >= 5

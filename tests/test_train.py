@@ -62,7 +62,7 @@ def test_run_records_params_metrics_tags_and_artifacts(make_cfg, client, backend
     assert tags["gdfit.git_dirty"] in ("true", "false")
 
     names = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert names == {"config.yaml", "coefficients.json", "fit.png", "loss.png"}
+    assert {"config.yaml", "environment.json", "coefficients.json", "fit.png", "loss.png"} <= names
     folder = client.download_artifacts(run.info.run_id, "", str(tmp_path))
     logged = yaml.safe_load(open(f"{folder}/config.yaml"))
     assert logged["backend"]["name"] == backend and logged["train"]["steps"] == 300

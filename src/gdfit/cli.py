@@ -51,7 +51,8 @@ def reported_errors() -> Iterator[None]:
     a user who sets HYDRA_FULL_ERROR=1 still gets the full stack trace.
     """
     global _full_trace
-    full_trace = _full_trace = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    before = os.environ.get("HYDRA_FULL_ERROR")
+    full_trace = _full_trace = before == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     previous = signal.signal(signal.SIGTERM, _raise_stopped)
     try:
@@ -70,6 +71,10 @@ def reported_errors() -> Iterator[None]:
         _exit("; ".join([f"stopped by {signal.Signals(signum).name}", *notes]), 128 + signum)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if before is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = before
 
 
 def fail(error: GdfitError) -> NoReturn:

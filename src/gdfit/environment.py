@@ -1,9 +1,19 @@
-"""What a run ran on: gdfit's git state (and, for reproducibility, the versions around it)."""
+"""What a run ran on: package versions, machine, git state and command line.
 
+Recorded with every run (tags and environment.json) so that `gdfit-rerun` can say why a rerun
+might not match. Versions come from package metadata, so the numpy backend still never
+imports torch.
+"""
+
+import platform
 import subprocess
+import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from gdfit.paths import checkout
+
+PACKAGES = ("numpy", "torch", "mlflow", "hydra-core", "omegaconf", "gdfit")
 
 
 def _git(*args: str, cwd: Path) -> str | None:
@@ -26,3 +36,58 @@ def git_state() -> dict[str, str]:
         return {}
     diff = _git("diff", "HEAD", "--", ".", cwd=root) or ""
     return {"commit": commit.strip(), "dirty": str(bool(diff)).lower(), "diff": diff}
+
+
+def versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe(device: str, overrides: list[str]) -> dict:
+    """Everything environment.json holds (the git diff travels as its own artifact)."""
+    info = {
+        "versions": versions(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": cpu_name(),
+        "device": device,
+        "command": sys.argv,
+        "overrides": overrides,
+    }
+    if device == "cuda":
+        import torch
+
+        info["gpu"] = torch.cuda.get_device_name()
+        info["cuda"] = torch.version.cuda
+    git = git_state()
+    info["git"] = {"commit": git.get("commit"), "dirty": git.get("dirty") == "true"}
+    return info
+
+
+def tags(info: dict) -> dict[str, str]:
+    """The run tags drawn from `describe`: versions, machine, git and the command."""
+    out = {f"gdfit.env.{k}": v for k, v in info["versions"].items()}
+    out |= {"gdfit.platform": info["platform"], "gdfit.cpu": info["cpu"]}
+    if "gpu" in info:
+        out["gdfit.gpu"] = info["gpu"]
+    if info["git"]["commit"]:
+        out["mlflow.source.git.commit"] = info["git"]["commit"]
+        out["gdfit.git_dirty"] = str(info["git"]["dirty"]).lower()
+    out["gdfit.command"] = " ".join(info["command"])[:5000]
+    out["gdfit.overrides"] = " ".join(info["overrides"])[:5000]
+    return out

@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import re
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -271,3 +272,26 @@ def search_runs(
 def loss_curve(uri: str, run_id: str) -> tuple[list[int], list[float]]:
     history = sorted(MlflowClient(uri).get_metric_history(run_id, "loss"), key=lambda m: m.step)
     return [m.step for m in history], [m.value for m in history]
+
+
+def run_tags(uri: str, run_id: str) -> dict[str, str]:
+    return MlflowClient(uri).get_run(run_id).data.tags
+
+
+def read_run(uri: str, run_id: str):
+    """The run, its experiment's name and the text of its logged config.yaml; TrackingError
+    when the run or the file is missing."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    client = MlflowClient(uri)
+    try:
+        run = client.get_run(run_id)
+    except Exception as error:
+        raise TrackingError(f"no run {run_id} in {uri}") from error
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            path = client.download_artifacts(run_id, "config.yaml", folder)
+            text = Path(path).read_text()
+    except Exception as error:
+        raise TrackingError(f"run {run_id} has no config.yaml artifact to rerun from") from error
+    experiment = client.get_experiment(run.info.experiment_id).name
+    return run, experiment, text

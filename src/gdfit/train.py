@@ -12,11 +12,10 @@ import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from gdfit import __version__, backends, config, data, plots, tracking
+from gdfit import __version__, backends, config, data, environment, plots, tracking
 from gdfit.cli import fail, reported_errors
 from gdfit.console import Reporter
 from gdfit.devices import resolve_device
-from gdfit.environment import git_state
 from gdfit.errors import Diverged, GdfitError
 from gdfit.paths import conf_dir
 from gdfit.seeding import seed_everything
@@ -46,8 +45,9 @@ def first_divergent(losses: np.ndarray, bound: float) -> int | None:
     return int(np.argmax(bad)) if bad.any() else None
 
 
-def train(cfg: DictConfig) -> Result:
-    """One tracked run of the fit `cfg` describes."""
+def train(cfg: DictConfig, overrides: list[str] = (), tags: dict[str, str] | None = None) -> Result:
+    """One tracked run of the fit `cfg` describes; `overrides` (the command line's) and `tags`
+    are recorded with it."""
     config.validate(cfg)
     device = resolve_device(cfg.device.name, cfg.backend.name)
     seed_everything(cfg.train.seed, torch_backend=cfg.backend.name != "numpy")
@@ -60,12 +60,20 @@ def train(cfg: DictConfig) -> Result:
     chunk = max(1, min(1000, CHUNK_ELEMENTS // cfg.data.n_points))
     bound = DIVERGENCE_FACTOR * max(data.sum_squared_error(X, y, coef0), 1.0)
 
-    tags = {"gdfit.backend": cfg.backend.name, "gdfit.device": device, "gdfit.version": __version__}
-    if git := git_state():
-        tags |= {"mlflow.source.git.commit": git["commit"], "gdfit.git_dirty": git["dirty"]}
+    env = environment.describe(device, list(overrides))
+    tags = {
+        "gdfit.backend": cfg.backend.name,
+        "gdfit.device": device,
+        "gdfit.version": __version__,
+        **environment.tags(env),
+        **(tags or {}),
+    }
     run_name = cfg.tracking.run_name or default_run_name(cfg)
     with tracking.tracked_run(cfg, run_name, tags) as run:
         run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        run.log_dict(env, "environment.json")
+        if env["git"]["dirty"]:
+            run.log_text(environment.git_state()["diff"], "git.diff")
 
         def on_chunk(start: int, chunk_losses: np.ndarray) -> None:
             bad = first_divergent(chunk_losses, bound)
@@ -123,7 +131,7 @@ def hydra_main(cfg: DictConfig) -> float:
     in a sweep a failed job reports and returns +inf (what the Optuna sweeper needs) so that
     the other jobs go on."""
     try:
-        return train(cfg).final_loss
+        return train(cfg, overrides=list(HydraConfig.get().overrides.task)).final_loss
     except GdfitError as error:
         if HydraConfig.get().mode.name != "MULTIRUN":
             fail(error)
