@@ -19,7 +19,7 @@ def run(name, coef0, *, steps, lr=1e-6, dtype="float64", chunk=97, x=X_DATA, y=Y
         losses[start : start + len(chunk_losses)] = chunk_losses
 
     coef = backends.load(name).fit(
-        x,
+        data.design_matrix(x, len(coef0) - 1),
         y,
         np.asarray(coef0, dtype=np.float64),
         optimizer={"name": "sgd", "lr": lr},

@@ -51,7 +51,7 @@ def backend_curve(name: str, settings: dict, steps: int) -> np.ndarray:
 
     fit = backends.load(name).fit
     fit(
-        X_DATA,
+        data.design_matrix(X_DATA, 3),
         Y_DATA,
         START,
         optimizer=settings,

@@ -18,8 +18,14 @@ def make_data(data: DictConfig) -> tuple[np.ndarray, np.ndarray]:
 
 
 def design_matrix(x: np.ndarray, degree: int) -> np.ndarray:
-    """(n_points, degree+1): column k is x**k, so `X @ coef` evaluates the polynomial."""
-    return np.vander(x, degree + 1, increasing=True)
+    """(n_points, degree+1): column k is x**k, so `X @ coef` evaluates the polynomial.
+
+    Column-major, so both X @ coef and X.T @ r read contiguous memory without a copy.
+    """
+    X = np.empty((len(x), degree + 1), order="F")
+    for k in range(degree + 1):
+        X[:, k] = x**k  # the seed's own powers: x, x ** 2, x ** 3
+    return X
 
 
 def sum_squared_error(X: np.ndarray, y: np.ndarray, coef: np.ndarray) -> float:
@@ -38,3 +44,9 @@ def start_coefficients(model: DictConfig, seed: int) -> np.ndarray:
     if given is not None:
         return np.array(given, dtype=np.float64)
     return np.random.default_rng(seed).standard_normal(model.degree + 1)
+
+
+def stable_lr(X: np.ndarray) -> float:
+    """The largest learning rate at which plain gradient descent on this sum of squares does
+    not diverge: 2 / the largest eigenvalue of its Hessian 2 X^T X. It shrinks as 1/n_points."""
+    return 2.0 / float(np.linalg.eigvalsh(2.0 * X.T @ X)[-1])

@@ -27,10 +27,11 @@ class TrackingError(GdfitError):
 class Diverged(GdfitError):
     """The loss became non-finite or grew past the divergence bound."""
 
-    def __init__(self, step: int, loss: float, lr: float):
+    def __init__(self, step: int, loss: float, lr: float, stable_lr: float | None = None):
+        limit = "" if stable_lr is None else f" (it diverges above ~{stable_lr:.3g} here)"
         super().__init__(
             f"the loss diverged at step {step} (loss {loss:.6g}); "
-            f"try a smaller learning rate than optimizer.lr={lr:g}"
+            f"try a smaller learning rate than optimizer.lr={lr:g}{limit}"
         )
         self.step = step
 

@@ -39,6 +39,15 @@ def default_run_name(cfg: DictConfig) -> str:
     return f"{cfg.backend.name}-{o.name}-lr{o.lr:g}-seed{cfg.train.seed}"
 
 
+def stable_rate(optimizer: DictConfig, X: np.ndarray) -> float | None:
+    """The rate above which this optimizer diverges on this data, where theory gives one."""
+    if optimizer.name == "sgd":
+        return data.stable_lr(X)
+    if optimizer.name == "momentum":  # heavy ball: stable while lr * lambda_max < 2 (1 + m)
+        return data.stable_lr(X) * (1 + optimizer.momentum)
+    return None
+
+
 def first_divergent(losses: np.ndarray, bound: float) -> int | None:
     """Index of the first loss that is non-finite or above `bound`, if any."""
     bad = ~np.isfinite(losses) | (losses > bound)
@@ -82,13 +91,18 @@ def train(cfg: DictConfig, overrides: list[str] = (), tags: dict[str, str] | Non
             reporter.chunk(start, kept)
             if bad is not None:
                 run.set_tags({"gdfit.diverged_at_step": start + bad})
-                raise Diverged(start + bad, float(chunk_losses[bad]), cfg.optimizer.lr)
+                raise Diverged(
+                    start + bad,
+                    float(chunk_losses[bad]),
+                    cfg.optimizer.lr,
+                    stable_rate(cfg.optimizer, X),
+                )
 
         with Reporter(steps, cfg.train.log_every, run_name) as reporter, np.errstate(all="ignore"):
             began = time.perf_counter()
             optimizer = OmegaConf.to_container(cfg.optimizer)
             coef = fit(
-                x,
+                X,
                 y,
                 coef0,
                 optimizer=optimizer,

@@ -2,14 +2,16 @@
 
 Each backend module defines
 
-    fit(x, y, coef0, *, optimizer, steps, dtype, device, chunk, on_chunk) -> coef
+    fit(X, y, coef0, *, optimizer, steps, dtype, device, chunk, on_chunk) -> coef
 
-x, y: (n_points,) float64 data; coef0: (degree+1,) float64 starting coefficients, lowest
-power first; optimizer: the `optimizer.*` settings as a dict. It runs `steps` updates of that
-rule on the sum of squared errors and returns the final coefficients as float64. Every
-`chunk` steps it hands the losses of those steps to `on_chunk(first_step, losses)`: loss t
-is measured *before* update t, as the example prints it. Torch is imported only inside the
-torch backends.
+X: (n_points, degree+1) float64 design matrix, column k holding x**k (`data.design_matrix`),
+so that X @ coef is the polynomial a + b x + c x^2 + ...; y: (n_points,) float64 targets;
+coef0: (degree+1,) float64 starting coefficients, lowest power first; optimizer: the
+`optimizer.*` settings as a dict. It runs `steps` updates of that rule on the sum of squared
+errors and returns the final coefficients as float64. Every `chunk` steps it hands the losses
+of those steps to `on_chunk(first_step, losses)` (a view: copy what you keep); loss t is
+measured *before* update t, as the example prints it. Torch is imported only inside the torch
+backends.
 """
 
 from collections.abc import Callable, Iterator

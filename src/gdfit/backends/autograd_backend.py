@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 from gdfit.backends import OnChunk, chunks
-from gdfit.data import design_matrix
 
 
 def torch_optimizer(settings: dict, coef: torch.Tensor) -> torch.optim.Optimizer | None:
@@ -26,7 +25,7 @@ def torch_optimizer(settings: dict, coef: torch.Tensor) -> torch.optim.Optimizer
 
 
 def fit(
-    x,
+    X,
     y,
     coef0,
     *,
@@ -40,7 +39,7 @@ def fit(
     def tensor(a):
         return torch.as_tensor(a, dtype=getattr(torch, dtype), device=device)
 
-    X = tensor(design_matrix(x, len(coef0) - 1))  # (n, degree+1)
+    X = tensor(X)  # (n, degree+1)
     y = tensor(y)
     coef = tensor(coef0).clone().requires_grad_()
     rule, lr = torch_optimizer(optimizer, coef), optimizer["lr"]

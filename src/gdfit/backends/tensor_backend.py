@@ -8,11 +8,10 @@ import torch
 
 from gdfit import optim
 from gdfit.backends import OnChunk, chunks
-from gdfit.data import design_matrix
 
 
 def fit(
-    x,
+    X,
     y,
     coef0,
     *,
@@ -26,7 +25,7 @@ def fit(
     def tensor(a):
         return torch.as_tensor(a, dtype=getattr(torch, dtype), device=device)
 
-    X = tensor(design_matrix(x, len(coef0) - 1))  # (n, degree+1)
+    X = tensor(X)  # (n, degree+1)
     Xt = X.T.contiguous()  # (degree+1, n)
     y = tensor(y)
     coef = tensor(coef0).clone()

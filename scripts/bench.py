@@ -1,0 +1,355 @@
+"""gdfit's benchmark: every number is a median of repetitions measured side by side in one run.
+
+    .venv/bin/python scripts/bench.py            # the full tables (~10 minutes on 2 cores)
+    .venv/bin/python scripts/bench.py --quick    # the same code paths in ~1 minute (CI)
+    .venv/bin/python scripts/bench.py --device cuda --only loops,scale   # on a GPU machine
+
+1. loops: the example's three loops exactly as the tutorial writes them (src/gdfit/seed.py)
+   against gdfit's backends on the same data, start point and steps; µs per step, speed-up,
+   and a check that the curves agree. Then every optimizer on every backend.
+2. processes: the default `gdfit-train` against a minimal hand-written script doing the same
+   logging (import MLflow, a new sqlite store, the batched curve, the coefficients, one
+   figure), both on new stores, alternating; and a 12-job sequential sweep against one run.
+3. scale: steps per second from 10^3 to 10^7 points and the peak memory of a whole run there;
+   a 10^6-step run with its curve thinned.
+"""
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from gdfit import backends, data, seed
+from gdfit.environment import cpu_name
+
+BIN = Path(sys.executable).parent
+console = Console(width=max(120, Console().width))
+
+MINIMAL_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    import mlflow
+    from mlflow.entities import Metric
+    from matplotlib.figure import Figure
+
+    x = np.linspace(-np.pi, np.pi, 2000)
+    y = np.sin(x)
+    X = np.vander(x, 4, increasing=True)
+    w = np.random.default_rng(0).standard_normal(4)
+    losses = np.empty(5000)
+    for t in range(5000):
+        r = X @ w - y
+        losses[t] = r @ r
+        w -= 1e-6 * (X.T @ (2.0 * r))
+    client = mlflow.MlflowClient(sys.argv[1])
+    run = client.create_run(client.create_experiment("gdfit")).info.run_id
+    now = int(time.time() * 1000)
+    client.log_batch(run, metrics=[Metric("loss", float(v), now, t) for t, v in enumerate(losses)])
+    client.log_batch(run, metrics=[Metric(f"coef_{k}", float(c), now, 0) for k, c in enumerate(w)])
+    fig = Figure()
+    ax = fig.add_subplot()
+    ax.plot(x, y)
+    ax.plot(x, X @ w)
+    client.log_figure(run, fig, "fit.png")
+    client.set_terminated(run)
+    """
+)
+
+
+def seconds(device: str, fn, *args, **kwargs) -> float:
+    """Wall time of fn(*args, **kwargs), waiting for the GPU to finish when there is one."""
+    began = time.perf_counter()
+    fn(*args, **kwargs)
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+    return time.perf_counter() - began
+
+
+def median_seconds(reps: int, device: str, fn, *args, **kwargs) -> float:
+    return statistics.median(seconds(device, fn, *args, **kwargs) for _ in range(reps))
+
+
+def table(title: str, columns: list[str], rows: list[list]) -> None:
+    out = Table(title=title, title_justify="left")
+    for c in columns:
+        out.add_column(c, justify="left" if c == columns[0] else "right")
+    for r in rows:
+        out.add_row(*(str(v) for v in r))
+    console.print(out)
+
+
+# ---- 1. loops ------------------------------------------------------------------------------
+
+
+def gdfit_fit(name, X, y, coef0, steps, dtype, device, optimizer):
+    losses = np.empty(steps)
+
+    def keep(start, chunk):
+        losses[start : start + len(chunk)] = chunk
+
+    fit = backends.load(name).fit
+    coef = fit(
+        X,
+        y,
+        coef0,
+        optimizer=optimizer,
+        steps=steps,
+        dtype=dtype,
+        device=device,
+        chunk=1000,
+        on_chunk=keep,
+    )
+    return losses, coef
+
+
+def bench_loops(steps: int, reps: int, device: str) -> None:
+    x = np.linspace(-np.pi, np.pi, 2000)
+    y = np.sin(x)
+    X = data.design_matrix(x, 3)
+    coef0 = np.random.default_rng(0).standard_normal(4)
+    sgd = {"name": "sgd", "lr": 1e-6}
+    rows = []
+    for name, dtype in (("numpy", "float64"), ("tensor", "float32"), ("autograd", "float32")):
+        dev = "cpu" if name == "numpy" else device
+        kw = {} if name == "numpy" else {"dtype": dtype, "device": dev}
+        ref_loop = seed.LOOPS[name]
+        ref_losses, _ = ref_loop(x, y, coef0, steps=steps, **kw)  # warm-up and reference
+        ours_losses, _ = gdfit_fit(name, X, y, coef0, steps, dtype, dev, sgd)
+        ref_t, ours_t = [], []
+        for _ in range(reps):  # alternate, so drifts of the machine hit both alike
+            ref_t.append(seconds(dev, ref_loop, x, y, coef0, steps=steps, **kw))
+            ours_t.append(seconds(dev, gdfit_fit, name, X, y, coef0, steps, dtype, dev, sgd))
+        ref_us, ours_us = (statistics.median(t) / steps * 1e6 for t in (ref_t, ours_t))
+        rel = float(np.max(np.abs(ours_losses / ref_losses - 1)))
+        bound = 1e-12 if dtype == "float64" else 1e-4
+        check = f"{rel:.1e} {'ok' if rel <= bound else 'FAIL'} (<= {bound:g})"
+        rows.append(
+            [
+                f"{name} ({dtype}, {dev})",
+                f"{ref_us:.1f}",
+                f"{ours_us:.1f}",
+                f"{ref_us / ours_us:.1f}x",
+                check,
+            ]
+        )
+    table(
+        f"Loops: µs per step, {steps} steps, 2,000 points (median of {reps})",
+        ["backend", "example's loop", "gdfit", "speed-up", "curves agree (max rel. diff)"],
+        rows,
+    )
+
+    optimizers = {
+        "sgd": sgd,
+        "momentum": {"name": "momentum", "lr": 1e-6, "momentum": 0.9, "nesterov": False},
+        "adam": {"name": "adam", "lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-8},
+    }
+    rows = []
+    for name, dtype in (("numpy", "float64"), ("tensor", "float32"), ("autograd", "float32")):
+        dev = "cpu" if name == "numpy" else device
+        row = [f"{name} ({dtype}, {dev})"]
+        for opt in optimizers.values():
+            gdfit_fit(name, X, y, coef0, min(steps, 200), dtype, dev, opt)
+            t = median_seconds(reps, dev, gdfit_fit, name, X, y, coef0, steps, dtype, dev, opt)
+            row.append(f"{t / steps * 1e6:.1f}")
+        rows.append(row)
+    table(
+        "Optimizers: µs per step (autograd: momentum and adam are torch.optim)",
+        ["backend", *optimizers],
+        rows,
+    )
+
+
+# ---- 2. whole processes --------------------------------------------------------------------
+
+
+def timed_process(command: list[str], cwd: Path) -> tuple[float, int]:
+    """Wall seconds and peak resident memory (MiB) of one process."""
+    began = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - began
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        sys.exit(f"bench: {' '.join(command)} failed:\n{proc.stderr.read().decode()}")
+    return seconds, usage.ru_maxrss // 1024
+
+
+def fresh_uri(folder: Path, name: str) -> str:
+    path = folder / name
+    path.mkdir(parents=True)
+    return f"sqlite:///{path / 'mlflow.db'}"
+
+
+def bench_processes(reps: int, sweep_jobs: int, folder: Path) -> None:
+    minimal = folder / "minimal.py"
+    minimal.write_text(MINIMAL_SCRIPT)
+    train = str(BIN / "gdfit-train")
+    quiet = "train.log_every=1000000"
+    ours, mini, one, sweep = [], [], [], []
+    for i in range(reps):  # alternating, each on a new store
+        mini.append(
+            timed_process([sys.executable, str(minimal), fresh_uri(folder, f"m{i}")], folder)[0]
+        )
+        ours.append(
+            timed_process([train, f"tracking.uri={fresh_uri(folder, f'g{i}')}", quiet], folder)[0]
+        )
+        one.append(
+            timed_process([train, f"tracking.uri={fresh_uri(folder, f'o{i}')}", quiet], folder)[0]
+        )
+        seeds = ",".join(str(s) for s in range(sweep_jobs))
+        sweep.append(
+            timed_process(
+                [
+                    train,
+                    "-m",
+                    f"train.seed={seeds}",
+                    f"tracking.uri={fresh_uri(folder, f's{i}')}",
+                    quiet,
+                ],
+                folder,
+            )[0]
+        )
+    m = {
+        k: statistics.median(v)
+        for k, v in {"ours": ours, "mini": mini, "one": one, "sweep": sweep}.items()
+    }
+    table(
+        f"Whole processes: wall seconds, new sqlite stores (median of {reps})",
+        ["what", "seconds", "ratio", "target"],
+        [
+            [
+                "default gdfit-train (numpy, 5,000 steps)",
+                f"{m['ours']:.2f}",
+                f"{m['ours'] / m['mini']:.2f}x minimal",
+                "<= 1.15x",
+            ],
+            ["minimal hand-written script, same logging", f"{m['mini']:.2f}", "1.00x", ""],
+            [
+                f"{sweep_jobs}-job sequential sweep (gdfit-train -m)",
+                f"{m['sweep']:.2f}",
+                f"{m['sweep'] / m['one']:.2f}x one run",
+                "<= 4x" if sweep_jobs == 12 else "",
+            ],
+            ["one run (same store layout)", f"{m['one']:.2f}", "1.00x", ""],
+        ],
+    )
+
+
+# ---- 3. scale ------------------------------------------------------------------------------
+
+
+def bench_scale(sizes: list[int], long_steps: int, reps: int, device: str, folder: Path) -> None:
+    rows = []
+    for n in sizes:
+        x = np.linspace(-np.pi, np.pi, n)
+        X, y = data.design_matrix(x, 3), np.sin(x)
+        coef0 = np.random.default_rng(0).standard_normal(4)
+        steps = int(max(5, min(2000, 2e7 // n)))
+        # The loss is a sum over points, so the stable rate shrinks as 1/n: keep lr*n fixed.
+        opt = {"name": "sgd", "lr": 1e-6 * 2000 / n}
+        row = [f"{n:,}", str(steps)]
+        for name, dtype in (("numpy", "float64"), ("tensor", "float32"), ("autograd", "float32")):
+            dev = "cpu" if name == "numpy" else device
+            t = median_seconds(reps, dev, gdfit_fit, name, X, y, coef0, steps, dtype, dev, opt)
+            row.append(f"{steps / t:,.0f}")
+        del X, x, y
+        uri = fresh_uri(folder, f"scale{n}")
+        _, peak = timed_process(
+            [
+                str(BIN / "gdfit-train"),
+                f"data.n_points={n}",
+                f"optimizer.lr={opt['lr']}",
+                "train.steps=5",
+                f"tracking.uri={uri}",
+            ],
+            folder,
+        )
+        row.append(f"{peak:,}")
+        rows.append(row)
+    table(
+        f"Scale: steps per second (median of {reps}); peak memory of a whole numpy run",
+        ["n_points", "steps timed", "numpy", "tensor", "autograd", "peak MiB (gdfit-train)"],
+        rows,
+    )
+    uri = fresh_uri(folder, "long")
+    seconds, peak = timed_process(
+        [
+            str(BIN / "gdfit-train"),
+            f"train.steps={long_steps}",
+            "train.log_every=100000000",
+            f"tracking.uri={uri}",
+        ],
+        folder,
+    )
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("gdfit").experiment_id])
+    points = len(client.get_metric_history(run.info.run_id, "loss"))
+    table(
+        "A long run: numpy, default settings",
+        ["steps", "wall seconds", "loop seconds", "loss points logged", "peak MiB"],
+        [
+            [
+                f"{long_steps:,}",
+                f"{seconds:.1f}",
+                f"{run.data.metrics['train_seconds']:.1f}",
+                f"{points:,}",
+                f"{peak:,}",
+            ]
+        ],
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, one repetition (CI)")
+    parser.add_argument("--device", default="cpu", help="device of the torch backends")
+    parser.add_argument("--only", default="loops,processes,scale", help="comma-separated parts")
+    args = parser.parse_args()
+    parts = set(args.only.split(","))
+    console.print(
+        f"[bold]gdfit benchmark[/] on {cpu_name()}, {os.cpu_count()} cores, "
+        f"{platform.platform()}, Python {platform.python_version()}"
+        f"{' (--quick)' if args.quick else ''}"
+    )
+    if args.device == "cuda":
+        import torch
+
+        console.print(f"GPU: {torch.cuda.get_device_name()}")
+    with tempfile.TemporaryDirectory(prefix="gdfit-bench-") as tmp:
+        folder = Path(tmp)
+        if "loops" in parts:
+            bench_loops(
+                steps=500 if args.quick else 5000, reps=1 if args.quick else 5, device=args.device
+            )
+        if "processes" in parts:
+            bench_processes(
+                reps=1 if args.quick else 5, sweep_jobs=3 if args.quick else 12, folder=folder
+            )
+        if "scale" in parts:
+            sizes = [10**3, 10**5] if args.quick else [10**k for k in range(3, 8)]
+            bench_scale(
+                sizes,
+                long_steps=10**5 if args.quick else 10**6,
+                reps=1 if args.quick else 3,
+                device=args.device,
+                folder=folder,
+            )
+
+
+if __name__ == "__main__":
+    main()
