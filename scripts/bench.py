@@ -67,19 +67,19 @@ MINIMAL_SCRIPT = textwrap.dedent(
 )
 
 
-def seconds(device: str, fn, *args, **kwargs) -> float:
+def seconds(sync_device: str, fn, /, *args, **kwargs) -> float:
     """Wall time of fn(*args, **kwargs), waiting for the GPU to finish when there is one."""
     began = time.perf_counter()
     fn(*args, **kwargs)
-    if device == "cuda":
+    if sync_device == "cuda":
         import torch
 
         torch.cuda.synchronize()
     return time.perf_counter() - began
 
 
-def median_seconds(reps: int, device: str, fn, *args, **kwargs) -> float:
-    return statistics.median(seconds(device, fn, *args, **kwargs) for _ in range(reps))
+def median_seconds(reps: int, sync_device: str, fn, /, *args, **kwargs) -> float:
+    return statistics.median(seconds(sync_device, fn, *args, **kwargs) for _ in range(reps))
 
 
 def table(title: str, columns: list[str], rows: list[list]) -> None:
@@ -175,16 +175,29 @@ def bench_loops(steps: int, reps: int, device: str) -> None:
 # ---- 2. whole processes --------------------------------------------------------------------
 
 
+# Runs one command and reports its wall time and peak memory. A child's ru_maxrss starts from
+# its parent's high-water mark (it survives fork and exec), so the measuring parent must be this
+# small launcher, never the benchmark process itself, which holds large arrays.
+LAUNCHER = """
+import os, subprocess, sys, time
+began = time.perf_counter()
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+err = proc.stderr.read()
+_, status, usage = os.wait4(proc.pid, 0)
+print(time.perf_counter() - began, usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+sys.stderr.write(err.decode(errors="replace"))
+"""
+
+
 def timed_process(command: list[str], cwd: Path) -> tuple[float, int]:
     """Wall seconds and peak resident memory (MiB) of one process."""
-    began = time.perf_counter()
-    proc = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - began
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        sys.exit(f"bench: {' '.join(command)} failed:\n{proc.stderr.read().decode()}")
-    return seconds, usage.ru_maxrss // 1024
+    out = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, *command], cwd=cwd, capture_output=True, text=True
+    )
+    seconds, maxrss_kib, code = out.stdout.split()
+    if int(code) != 0:
+        sys.exit(f"bench: {' '.join(command)} failed:\n{out.stderr}")
+    return float(seconds), int(maxrss_kib) // 1024
 
 
 def fresh_uri(folder: Path, name: str) -> str:
@@ -263,6 +276,7 @@ def bench_scale(sizes: list[int], long_steps: int, reps: int, device: str, folde
         row = [f"{n:,}", str(steps)]
         for name, dtype in (("numpy", "float64"), ("tensor", "float32"), ("autograd", "float32")):
             dev = "cpu" if name == "numpy" else device
+            gdfit_fit(name, X, y, coef0, 2, dtype, dev, opt)  # warm-up: imports, allocations
             t = median_seconds(reps, dev, gdfit_fit, name, X, y, coef0, steps, dtype, dev, opt)
             row.append(f"{steps / t:,.0f}")
         del X, x, y
@@ -280,7 +294,7 @@ def bench_scale(sizes: list[int], long_steps: int, reps: int, device: str, folde
         row.append(f"{peak:,}")
         rows.append(row)
     table(
-        f"Scale: steps per second (median of {reps}); peak memory of a whole numpy run",
+        f"Scale: steps per second (median of {reps}); peak memory of a whole 5-step numpy run",
         ["n_points", "steps timed", "numpy", "tensor", "autograd", "peak MiB (gdfit-train)"],
         rows,
     )

@@ -54,7 +54,7 @@ def resolve_uri(uri: str | None) -> str:
     return f"sqlite:///{default_store_dir() / 'mlflow.db'}"
 
 
-def _sqlite_path(uri: str) -> Path | None:
+def sqlite_path(uri: str) -> Path | None:
     prefix = "sqlite:///"
     return Path(uri[len(prefix) :]) if uri.startswith(prefix) else None
 
@@ -81,7 +81,7 @@ def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
 
 
 def _open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
-    db = _sqlite_path(uri)
+    db = sqlite_path(uri)
     if db is None:
         client = MlflowClient(uri)
         return client, _get_or_create(client, name, artifact_location=None)
