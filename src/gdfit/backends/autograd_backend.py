@@ -18,8 +18,13 @@ def torch_optimizer(settings: dict, coef: torch.Tensor) -> torch.optim.Optimizer
             [coef], lr=settings["lr"], momentum=settings["momentum"], nesterov=settings["nesterov"]
         )
     if settings["name"] == "adam":
+        # capturable: keep Adam's step counter on the GPU, or it calls .item() every step.
         return torch.optim.Adam(
-            [coef], lr=settings["lr"], betas=tuple(settings["betas"]), eps=settings["eps"]
+            [coef],
+            lr=settings["lr"],
+            betas=tuple(settings["betas"]),
+            eps=settings["eps"],
+            capturable=coef.device.type != "cpu",
         )
     return None
 
