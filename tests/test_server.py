@@ -6,12 +6,13 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
+
+from gdfit.ui import wait_until_healthy
 
 BIN = Path(sys.executable).parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -21,19 +22,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the MLflow server exited"
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise AssertionError(f"no answer from {url}")
 
 
 def command(exe: str, *args, cwd, env=None):
@@ -74,7 +62,7 @@ def server(tmp_path_factory):
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_healthy(url, proc)
+        wait_until_healthy(url, proc)
         yield url, folder
     finally:
         proc.terminate()

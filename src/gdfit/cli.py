@@ -3,6 +3,7 @@ for a user's mistake. Exit codes: 0 done, 1 the run failed (diverged, store unre
 2 a bad setting, 130 / 143 stopped by SIGINT / SIGTERM.
 """
 
+import argparse
 import dataclasses
 import os
 import re
@@ -37,6 +38,16 @@ def describe(error: Exception) -> str:
         return f"{key}: no such setting; {name!r} is not one of {', '.join(valid)}"
     lines = [line for line in str(error).splitlines() if line.strip()]
     return f"{key + ': ' if key else ''}{first if key else ' '.join(lines[:2])}"
+
+
+def add_tracking_uri(parser: argparse.ArgumentParser) -> None:
+    """`--tracking-uri`, defaulting as `gdfit-train` does (see tracking.resolve_uri)."""
+    parser.add_argument(
+        "--tracking-uri",
+        default=None,
+        metavar="URI",
+        help="default: $MLFLOW_TRACKING_URI, else the project's mlruns/ store",
+    )
 
 
 def _raise_stopped(signum, frame) -> None:

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from gdfit import summary, tracking
-from gdfit.cli import reported_errors
+from gdfit.cli import add_tracking_uri, reported_errors
 from gdfit.errors import GdfitError
 
 COLUMNS = [  # (title, where the value lives, key)
@@ -37,12 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="SEARCH",
         help="MLflow search filter, e.g. \"params.`optimizer.name` = 'adam'\"",
     )
-    parser.add_argument(
-        "--tracking-uri",
-        default=None,
-        metavar="URI",
-        help="default: $MLFLOW_TRACKING_URI, else the project's mlruns/ store",
-    )
+    add_tracking_uri(parser)
     parser.add_argument("--out", metavar="PATH", help="write the overlay of the loss curves here")
     return parser.parse_args(argv)
 

@@ -19,7 +19,8 @@ def fit_figure(x: np.ndarray, y: np.ndarray, coef: np.ndarray, target: str) -> F
     ax = fig.add_subplot()
     ax.plot(x[s], y[s], label=f"{target}(x)", linewidth=3, alpha=0.5)
     ax.plot(x[s], np.polynomial.polynomial.polyval(x[s], coef), "--", label="fitted polynomial")
-    ax.set(xlabel="x", ylabel="y", title=polynomial_text(coef, digits=4))
+    ax.set(xlabel="x", ylabel="y")
+    ax.set_title(polynomial_text(coef, digits=4), fontsize="small")
     ax.legend()
     return fig
 

@@ -16,7 +16,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from gdfit import config, tracking
-from gdfit.cli import reported_errors
+from gdfit.cli import add_tracking_uri, reported_errors
 from gdfit.errors import GdfitError, TrackingError
 from gdfit.paths import conf_dir
 from gdfit.train import train
@@ -151,12 +151,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="OVERRIDE",
         help="Hydra overrides applied on top of the logged config",
     )
-    parser.add_argument(
-        "--tracking-uri",
-        default=None,
-        metavar="URI",
-        help="default: $MLFLOW_TRACKING_URI, else the project's mlruns/ store",
-    )
+    add_tracking_uri(parser)
     parser.add_argument(
         "--rtol",
         type=float,

@@ -11,18 +11,13 @@ import time
 import urllib.request
 
 from gdfit import tracking
-from gdfit.cli import reported_errors
+from gdfit.cli import add_tracking_uri, reported_errors
 from gdfit.errors import GdfitError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="gdfit-ui", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--tracking-uri",
-        default=None,
-        metavar="URI",
-        help="a sqlite store (default: $MLFLOW_TRACKING_URI, else mlruns/)",
-    )
+    add_tracking_uri(parser)
     parser.add_argument("--experiment", default="gdfit", help="whose runs page to open")
     parser.add_argument(
         "--host",
