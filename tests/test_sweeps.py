@@ -3,8 +3,10 @@
 
 import csv
 import io
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -201,3 +203,61 @@ def test_optuna_search_runs_trials_as_children(tmp_path):
     )
     assert out.returncode == 0
     assert sum(c.info.run_name in out.stdout for c in children) == 3
+
+
+def test_presets_are_sweeps_over_the_three_backends():
+    from hydra import compose, initialize_config_dir
+
+    from gdfit.paths import conf_dir
+
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        compare = compose("config", ["experiment=compare_backends"], return_hydra_config=True)
+        notebook = compose(
+            "config", ["experiment=seed_notebook", "backend=tensor"], return_hydra_config=True
+        )
+    assert str(compare.hydra.mode) == "RunMode.MULTIRUN"
+    assert compare.hydra.sweeper.params.backend == "numpy,tensor,autograd"
+    assert compare.backend.dtype == "float64" and compare.train.seed == 0
+    assert notebook.hydra.sweeper.params.backend == "numpy,tensor,autograd"
+    assert notebook.backend.dtype == "float32"  # each cell keeps the example's own precision
+    assert (notebook.optimizer.name, notebook.optimizer.lr) == ("sgd", 1e-6)
+    assert (notebook.train.steps, notebook.train.log_every, notebook.data.n_points) == (
+        5000,
+        100,
+        2000,
+    )
+
+
+def test_ctrl_c_during_a_sweep_leaves_nothing_running(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = subprocess.Popen(
+        [
+            str(BIN / "gdfit-train"),
+            "-m",
+            "train.seed=0,1",
+            "train.steps=100000000",
+            "tracking.curve_points=100000000",
+            f"tracking.uri={uri}",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # until the first job's curve is arriving
+        if (tmp_path / "mlflow.db").exists():
+            client = MlflowClient(uri)
+            found = client.get_experiment_by_name("gdfit")
+            runs = found and client.search_runs(
+                [found.experiment_id], "tags.gdfit.backend = 'numpy'"
+            )
+            if runs and client.get_metric_history(runs[0].info.run_id, "loss"):
+                break
+        time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in stderr
+    client, parent, children = parent_and_children(uri)
+    assert parent.info.status == "KILLED"
+    assert [c.info.status for c in children] == ["KILLED"]  # the second job never started
