@@ -1,6 +1,7 @@
 """Shared fixtures: composed configs and a real sqlite MLflow store in a temp folder."""
 
 import itertools
+import time
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -37,3 +38,21 @@ def make_cfg(store_uri):
             )
 
     return make
+
+
+def wait_for_curve(uri: str, timeout: float = 60) -> str:
+    """Block until a run of experiment `gdfit` at `uri` has loss points; return its id.
+
+    The store is opened through gdfit's own `open_experiment`, under the file lock that keeps
+    a second process from racing MLflow's table creation.
+    """
+    from gdfit.tracking import open_experiment
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        client, experiment = open_experiment(uri, "gdfit")
+        for run in client.search_runs([experiment]):
+            if client.get_metric_history(run.info.run_id, "loss"):
+                return run.info.run_id
+        time.sleep(0.3)
+    raise AssertionError(f"no loss curve arrived at {uri} within {timeout} s")

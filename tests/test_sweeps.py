@@ -6,10 +6,10 @@ import io
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_for_curve
 from mlflow.tracking import MlflowClient
 
 BIN = Path(sys.executable).parent
@@ -236,7 +236,7 @@ def test_ctrl_c_during_a_sweep_leaves_nothing_running(tmp_path):
             "-m",
             "train.seed=0,1",
             "train.steps=100000000",
-            "tracking.curve_points=100000000",
+            "tracking.curve_points=100000",
             f"tracking.uri={uri}",
         ],
         cwd=tmp_path,
@@ -244,17 +244,7 @@ def test_ctrl_c_during_a_sweep_leaves_nothing_running(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # until the first job's curve is arriving
-        if (tmp_path / "mlflow.db").exists():
-            client = MlflowClient(uri)
-            found = client.get_experiment_by_name("gdfit")
-            runs = found and client.search_runs(
-                [found.experiment_id], "tags.gdfit.backend = 'numpy'"
-            )
-            if runs and client.get_metric_history(runs[0].info.run_id, "loss"):
-                break
-        time.sleep(0.3)
+    wait_for_curve(uri)  # the first job is running and logging
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in stderr

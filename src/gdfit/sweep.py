@@ -4,6 +4,9 @@
 creates the parent run and exports its id, so every job's run nests under it whichever launcher
 runs the job; when the sweep ends it logs summary.csv, comparison.png and the best child's
 final_loss on the parent.
+
+Hydra builds this callback for single runs too, so MLflow is imported inside the sweep hooks
+only: a plain run with a bad setting fails without paying ~1 s for it.
 """
 
 import atexit
@@ -13,7 +16,7 @@ import time
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from gdfit import __version__, summary, tracking
+from gdfit import __version__
 from gdfit.environment import git_state
 
 
@@ -22,6 +25,8 @@ class MlflowSweep(Callback):
         self.uri = self.parent = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        from gdfit import tracking
+
         self.uri = tracking.resolve_uri(config.tracking.uri)
         overrides = list(config.hydra.overrides.task)
         tags = {
@@ -41,6 +46,8 @@ class MlflowSweep(Callback):
         print(f"gdfit: sweep {name}: parent run {self.parent}", flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        from gdfit import summary, tracking
+
         os.environ.pop(tracking.SWEEP_PARENT_ENV, None)
         runs = tracking.search_runs(self.uri, parent=self.parent)
         header, table = summary.rows(runs)
@@ -64,5 +71,7 @@ class MlflowSweep(Callback):
         self.parent = None
 
     def _cut_off(self) -> None:
+        from gdfit import tracking
+
         if self.parent:
             tracking.end_if_running(self.uri, self.parent, "KILLED")

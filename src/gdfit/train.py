@@ -12,7 +12,7 @@ import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from gdfit import __version__, backends, config, data, environment, plots, tracking
+from gdfit import __version__, backends, config, data, environment
 from gdfit.cli import fail, reported_errors
 from gdfit.console import Reporter
 from gdfit.devices import resolve_device
@@ -59,6 +59,10 @@ def train(cfg: DictConfig, overrides: list[str] = (), tags: dict[str, str] | Non
     are recorded with it."""
     config.validate(cfg)
     device = resolve_device(cfg.device.name, cfg.backend.name)
+    # Imported once the settings are known to be good: MLflow and matplotlib take ~1.3 s to
+    # import, which a mistyped setting should not have to wait for.
+    from gdfit import plots, tracking
+
     seed_everything(cfg.train.seed, torch_backend=cfg.backend.name != "numpy")
 
     x, y = data.make_data(cfg.data)
