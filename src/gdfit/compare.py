@@ -56,7 +56,9 @@ def table(runs) -> Table:
     extra = [("params", k) for k in summary.swept_keys(runs) if k not in shown]
     coefs = summary.coefficient_keys(runs)
     out = Table()
-    for title in [c[0] for c in COLUMNS] + [k for _, k in extra] + ["coefficients", "seconds"]:
+    for title in (
+        [c[0] for c in COLUMNS] + [k for _, k in extra] + ["coefficients", "train_seconds"]
+    ):
         out.add_column(title, no_wrap=title != "coefficients")
     for r in runs:
         coef = ", ".join(f"{r.data.metrics[k]:.6g}" for k in coefs if k in r.data.metrics)

@@ -1,4 +1,4 @@
-"""Everything gdfit writes to MLflow goes through this module.
+"""Everything gdfit writes to MLflow, or reads back from it, goes through this module.
 
 A run is opened with `tracked_run(...)`, a context manager that ends the MLflow run FINISHED,
 FAILED or KILLED however the block exits, after flushing the loss points it still holds.
