@@ -58,8 +58,9 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def describe(device: str, overrides: list[str]) -> dict:
-    """Everything environment.json holds (the git diff travels as its own artifact)."""
+def describe(device: str, overrides: list[str], git: dict[str, str]) -> dict:
+    """Everything environment.json holds; `git` is `git_state()` (its diff travels as its own
+    artifact)."""
     info = {
         "versions": versions(),
         "platform": platform.platform(),
@@ -74,20 +75,24 @@ def describe(device: str, overrides: list[str]) -> dict:
 
         info["gpu"] = torch.cuda.get_device_name()
         info["cuda"] = torch.version.cuda
-    git = git_state()
     info["git"] = {"commit": git.get("commit"), "dirty": git.get("dirty") == "true"}
     return info
 
 
+def git_tags(git: dict[str, str]) -> dict[str, str]:
+    """MLflow's commit tag and gdfit's dirty flag for `git_state()`; none outside a checkout."""
+    if not git:
+        return {}
+    return {"mlflow.source.git.commit": git["commit"], "gdfit.git_dirty": git["dirty"]}
+
+
 def tags(info: dict) -> dict[str, str]:
-    """The run tags drawn from `describe`: versions, machine, git and the command."""
+    """The run tags drawn from `describe` (git's come from `git_tags`): versions, machine and
+    the command."""
     out = {f"gdfit.env.{k}": v for k, v in info["versions"].items()}
     out |= {"gdfit.platform": info["platform"], "gdfit.cpu": info["cpu"]}
     if "gpu" in info:
         out["gdfit.gpu"] = info["gpu"]
-    if info["git"]["commit"]:
-        out["mlflow.source.git.commit"] = info["git"]["commit"]
-        out["gdfit.git_dirty"] = str(info["git"]["dirty"]).lower()
     out["gdfit.command"] = " ".join(info["command"])[:5000]
     out["gdfit.overrides"] = " ".join(info["overrides"])[:5000]
     return out

@@ -17,7 +17,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from gdfit import __version__
-from gdfit.environment import git_state
+from gdfit.environment import git_state, git_tags
 
 
 class MlflowSweep(Callback):
@@ -36,8 +36,7 @@ class MlflowSweep(Callback):
             "gdfit.sweeper": config.hydra.sweeper._target_.rpartition(".")[2],
             "gdfit.launcher": config.hydra.launcher._target_.rpartition(".")[2],
         }
-        if git := git_state():
-            tags |= {"mlflow.source.git.commit": git["commit"], "gdfit.git_dirty": git["dirty"]}
+        tags |= git_tags(git_state())
         name = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
         self.parent = tracking.start_parent(self.uri, config.tracking.experiment, name, tags)
         os.environ[tracking.SWEEP_PARENT_ENV] = self.parent

@@ -73,12 +73,14 @@ def train(cfg: DictConfig, overrides: list[str] = (), tags: dict[str, str] | Non
     chunk = max(1, min(1000, CHUNK_ELEMENTS // cfg.data.n_points))
     bound = DIVERGENCE_FACTOR * max(data.sum_squared_error(X, y, coef0), 1.0)
 
-    env = environment.describe(device, list(overrides))
+    git = environment.git_state()
+    env = environment.describe(device, list(overrides), git)
     tags = {
         "gdfit.backend": cfg.backend.name,
         "gdfit.device": device,
         "gdfit.version": __version__,
         **environment.tags(env),
+        **environment.git_tags(git),
         **(tags or {}),
     }
     run_name = cfg.tracking.run_name or default_run_name(cfg)
@@ -86,7 +88,7 @@ def train(cfg: DictConfig, overrides: list[str] = (), tags: dict[str, str] | Non
         run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         run.log_dict(env, "environment.json")
         if env["git"]["dirty"]:
-            run.log_text(environment.git_state()["diff"], "git.diff")
+            run.log_text(git["diff"], "git.diff")
 
         logging_seconds = 0.0  # time spent in on_chunk, kept out of train_seconds
 
