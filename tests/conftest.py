@@ -1,7 +1,11 @@
 """Shared fixtures: composed configs and a real sqlite MLflow store in a temp folder."""
 
 import itertools
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -12,6 +16,21 @@ from gdfit.paths import conf_dir
 
 config.register()
 _experiments = itertools.count()
+BIN = Path(sys.executable).parent  # the virtualenv's installed commands
+
+
+def run_command(exe: str | None, *args: str, cwd, env=None, timeout: float = 300):
+    """Run an installed command (`gdfit-train`, `gdfit-compare`, ...) as a user would, or this
+    Python with `exe=None`; output captured as text."""
+    program = [str(BIN / exe)] if exe else [sys.executable]
+    return subprocess.run(
+        [*program, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.fixture(scope="session")

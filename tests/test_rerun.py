@@ -1,11 +1,10 @@
 """Reruns from what MLflow holds: same numbers bit for bit, or a clear verdict and exit code."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_command
 from mlflow.tracking import MlflowClient
 
 from gdfit import rerun
@@ -76,18 +75,13 @@ def test_rtol_accepts_a_small_difference(make_cfg, store_uri, capsys):
 
 def test_rerun_of_a_sweep_child(tmp_path, capsys):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    out = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "gdfit-train"),
-            "-m",
-            "backend=numpy,autograd",
-            "train.steps=150",
-            f"tracking.uri={uri}",
-        ],
+    out = run_command(
+        "gdfit-train",
+        "-m",
+        "backend=numpy,autograd",
+        "train.steps=150",
+        f"tracking.uri={uri}",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
     assert out.returncode == 0, out.stderr
     client = MlflowClient(uri)
@@ -119,12 +113,7 @@ def test_every_run_carries_its_environment(make_cfg, client, tmp_path):
 
 
 def test_unknown_run_or_missing_config_exits_2(store_uri, make_cfg, client, tmp_path):
-    out = subprocess.run(
-        [str(Path(sys.executable).parent / "gdfit-rerun"), "0123abc", "--tracking-uri", store_uri],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = run_command("gdfit-rerun", "0123abc", "--tracking-uri", store_uri, cwd=tmp_path)
     assert out.returncode == 2
     assert out.stderr.strip() == f"gdfit: error: cannot rerun: no run 0123abc in {store_uri}"
     experiment = client.get_experiment_by_name(make_cfg().tracking.experiment) or None

@@ -5,18 +5,16 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import wait_for_curve
+from conftest import BIN, run_command, wait_for_curve
 from mlflow.tracking import MlflowClient
 
 from gdfit.train import train
 
-GDFIT_TRAIN = str(Path(sys.executable).parent / "gdfit-train")
+GDFIT_TRAIN = str(BIN / "gdfit-train")
 
 BAD_SETTINGS = [
     # (overrides, exit code, what the one line must say)
@@ -47,12 +45,6 @@ BAD_SETTINGS = [
 ]
 
 
-def gdfit(*args, cwd, **kw):
-    return subprocess.run(
-        [GDFIT_TRAIN, *args], cwd=cwd, capture_output=True, text=True, timeout=120, **kw
-    )
-
-
 def runs(uri: str, experiment: str = "gdfit"):
     client = MlflowClient(uri)
     found = client.get_experiment_by_name(experiment)
@@ -62,7 +54,7 @@ def runs(uri: str, experiment: str = "gdfit"):
 @pytest.mark.parametrize(("overrides", "code", "message"), BAD_SETTINGS, ids=lambda v: str(v))
 def test_bad_setting_is_one_line_before_any_run(overrides, code, message, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    out = gdfit(*overrides, f"tracking.uri={uri}", cwd=tmp_path)
+    out = run_command("gdfit-train", *overrides, f"tracking.uri={uri}", cwd=tmp_path)
     assert out.returncode == code
     assert "Traceback" not in out.stderr + out.stdout
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
@@ -87,7 +79,13 @@ def test_auto_device_records_what_it_chose(make_cfg, client):
 @pytest.mark.parametrize("backend", ["numpy", "autograd"])
 def test_divergence_fails_the_run_and_keeps_the_curve(backend, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    out = gdfit(f"backend={backend}", "optimizer.lr=1e-4", f"tracking.uri={uri}", cwd=tmp_path)
+    out = run_command(
+        "gdfit-train",
+        f"backend={backend}",
+        "optimizer.lr=1e-4",
+        f"tracking.uri={uri}",
+        cwd=tmp_path,
+    )
     assert out.returncode == 1
     assert "Traceback" not in out.stderr and "RuntimeWarning" not in out.stderr
     assert "the loss diverged at step" in out.stderr and "smaller learning rate" in out.stderr
@@ -127,7 +125,7 @@ def test_unreachable_server_fails_fast_naming_the_uri(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     began = time.monotonic()
-    out = gdfit(f"tracking.uri=http://127.0.0.1:{port}", cwd=tmp_path)
+    out = run_command("gdfit-train", f"tracking.uri=http://127.0.0.1:{port}", cwd=tmp_path)
     assert time.monotonic() - began < 30
     assert out.returncode == 1
     assert out.stderr.strip() == (
@@ -138,7 +136,7 @@ def test_unreachable_server_fails_fast_naming_the_uri(tmp_path):
 def test_unwritable_sqlite_path_fails_clearly(tmp_path):
     (tmp_path / "a-file").write_text("")
     uri = f"sqlite:///{tmp_path / 'a-file' / 'mlflow.db'}"
-    out = gdfit(f"tracking.uri={uri}", cwd=tmp_path)
+    out = run_command("gdfit-train", f"tracking.uri={uri}", cwd=tmp_path)
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert out.stderr.startswith(f"gdfit: error: cannot use the MLflow store at {uri}: ")
 

@@ -10,11 +10,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import BIN, run_command
 from mlflow.tracking import MlflowClient
 
 from gdfit.ui import wait_until_healthy
 
-BIN = Path(sys.executable).parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
@@ -22,17 +22,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def command(exe: str, *args, cwd, env=None):
-    return subprocess.run(
-        [str(BIN / exe), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **(env or {})},
-    )
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +62,7 @@ def server(tmp_path_factory):
 def sweep(server):
     """A three-backend sweep sent to the server with tracking=server and MLFLOW_TRACKING_URI."""
     url, folder = server
-    out = command(
+    out = run_command(
         "gdfit-train",
         "-m",
         "tracking=server",
@@ -110,13 +99,13 @@ def test_sweep_lands_on_the_server_with_curves_and_figures(sweep, tmp_path):
 
 def test_compare_and_rerun_work_against_the_server(sweep):
     url, folder, _, parent, children = sweep
-    out = command(
+    out = run_command(
         "gdfit-compare", "--parent", parent.info.run_id, "--tracking-uri", url, cwd=folder
     )
     assert out.returncode == 0, out.stderr
     assert all(c.info.run_name in out.stdout for c in children)
     tensor = next(c for c in children if c.data.params["backend.name"] == "tensor")
-    out = command("gdfit-rerun", tensor.info.run_id, "--tracking-uri", url, cwd=folder)
+    out = run_command("gdfit-rerun", tensor.info.run_id, "--tracking-uri", url, cwd=folder)
     assert out.returncode == 0, out.stderr
     assert ": identical: " in out.stdout
 
@@ -161,7 +150,8 @@ def test_browser_lists_the_sweep_on_the_runs_page(sweep, tmp_path):
 def test_gdfit_ui_serves_the_store_and_prints_the_runs_page(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert (
-        command("gdfit-train", "train.steps=5", f"tracking.uri={uri}", cwd=tmp_path).returncode == 0
+        run_command("gdfit-train", "train.steps=5", f"tracking.uri={uri}", cwd=tmp_path).returncode
+        == 0
     )
     port = free_port()
     proc = subprocess.Popen(

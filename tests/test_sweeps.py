@@ -5,21 +5,11 @@ import csv
 import io
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import wait_for_curve
+from conftest import BIN, run_command, wait_for_curve
 from mlflow.tracking import MlflowClient
-
-BIN = Path(sys.executable).parent
-
-
-def command(exe, *args, cwd):
-    out = subprocess.run(
-        [str(BIN / exe), *args], cwd=cwd, capture_output=True, text=True, timeout=300
-    )
-    return out
 
 
 def parent_and_children(uri):
@@ -40,7 +30,7 @@ def grid(tmp_path_factory):
     """3 backends x 2 rates, one rate diverging: six jobs, three of them fail."""
     folder = tmp_path_factory.mktemp("grid")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    out = command(
+    out = run_command(
         "gdfit-train",
         "-m",
         "backend=numpy,tensor,autograd",
@@ -111,7 +101,7 @@ def test_compare_prints_one_row_per_child_and_writes_the_overlay(grid):
     _, uri, folder = grid
     _, parent, children = parent_and_children(uri)
     png = folder / "overlay.png"
-    out = command(
+    out = run_command(
         "gdfit-compare",
         "--parent",
         parent.info.run_id,
@@ -131,7 +121,7 @@ def test_compare_prints_one_row_per_child_and_writes_the_overlay(grid):
 def test_compare_filters_an_experiment_and_fails_clearly_on_no_match(grid):
     _, uri, folder = grid
     only = "params.`backend.name` = 'tensor'"
-    out = command(
+    out = run_command(
         "gdfit-compare",
         "--experiment",
         "gdfit",
@@ -144,7 +134,7 @@ def test_compare_filters_an_experiment_and_fails_clearly_on_no_match(grid):
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("tensor-sgd") == 2 and "numpy-sgd" not in out.stdout
     assert "sweep-" not in out.stdout  # the parent is not a run to compare
-    out = command(
+    out = run_command(
         "gdfit-compare", "--experiment", "nothing-here", "--tracking-uri", uri, cwd=folder
     )
     assert out.returncode == 1
@@ -153,7 +143,7 @@ def test_compare_filters_an_experiment_and_fails_clearly_on_no_match(grid):
 
 def test_parallel_sweep_on_a_fresh_store_loses_nothing(tmp_path):
     uri = f"sqlite:///{tmp_path / 'fresh' / 'mlflow.db'}"
-    out = command(
+    out = run_command(
         "gdfit-train",
         "-m",
         "hydra/launcher=joblib",
@@ -174,7 +164,7 @@ def test_parallel_sweep_on_a_fresh_store_loses_nothing(tmp_path):
         assert child.info.status == "FINISHED"
         assert len(client.get_metric_history(child.info.run_id, "loss")) == 150
     assert len(summary_rows(client, parent, tmp_path)) == 4
-    out = command(
+    out = run_command(
         "gdfit-compare", "--parent", parent.info.run_id, "--tracking-uri", uri, cwd=tmp_path
     )
     assert out.returncode == 0 and out.stdout.count("FINISHED") == 4
@@ -182,7 +172,7 @@ def test_parallel_sweep_on_a_fresh_store_loses_nothing(tmp_path):
 
 def test_optuna_search_runs_trials_as_children(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    out = command(
+    out = run_command(
         "gdfit-train",
         "hparams_search=lr_optuna",
         "hydra.sweeper.n_trials=3",
@@ -198,7 +188,7 @@ def test_optuna_search_runs_trials_as_children(tmp_path):
     assert all(1e-7 <= lr <= 1e-5 for lr in rates) and len(set(rates)) == 3
     finished = [c.data.metrics["final_loss"] for c in children if c.info.status == "FINISHED"]
     assert parent.data.metrics["best_final_loss"] == min(finished)
-    out = command(
+    out = run_command(
         "gdfit-compare", "--parent", parent.info.run_id, "--tracking-uri", uri, cwd=tmp_path
     )
     assert out.returncode == 0
