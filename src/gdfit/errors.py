@@ -20,6 +20,13 @@ class ConfigError(GdfitError, ValueError):
         self.key = key
 
 
+class UsageError(GdfitError):
+    """A command was asked for something that is not there (an unknown run, experiment or
+    output path); nothing is created."""
+
+    exit_code = 2
+
+
 class TrackingError(GdfitError):
     """The MLflow store cannot be reached, created or written."""
 

@@ -314,3 +314,57 @@ def read_run(uri: str, run_id: str):
         raise TrackingError(f"run {run_id} has no config.yaml artifact to rerun from") from error
     experiment = client.get_experiment(run.info.experiment_id).name
     return run, experiment, text
+
+
+# ---- finding runs by what a user types: an id, an id prefix or a run name ----
+
+_HEX = re.compile(r"[0-9a-f]{1,32}")
+
+
+def find_run(uri: str, ref: str):
+    """The run `ref` names, and how it was found (None for an exact id, else a sentence).
+
+    `ref` is a full run id, a unique prefix of one (git-style: an ambiguous prefix lists the
+    candidates) or a run name (the newest run of that name). UsageError when nothing matches.
+    """
+    from gdfit.errors import UsageError
+
+    client = MlflowClient(uri)
+    ref = ref.strip()
+    if len(ref) == 32 and _HEX.fullmatch(ref):
+        try:
+            return client.get_run(ref), None
+        except Exception as error:
+            if "not found" not in str(error).lower() and "does not exist" not in str(error):
+                raise
+    if any(c in ref for c in "'\"\\") or not ref:  # never inside a search filter
+        raise UsageError(f"no run {ref!r}: not a run id, id prefix or run name")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    if not experiments:
+        raise UsageError(f"no run {ref!r} in {uri}: the store holds no experiments")
+    if len(ref) >= 4 and _HEX.fullmatch(ref):
+        found = client.search_runs(experiments, f"attributes.run_id LIKE '{ref}%'", max_results=20)
+        if len(found) == 1:
+            return found[0], None
+        if len(found) > 1:
+            listed = "; ".join(f"{r.info.run_id[:12]} {r.info.run_name}" for r in found[:10])
+            raise UsageError(f"run id prefix {ref!r} is ambiguous: {listed}")
+    named = client.search_runs(
+        experiments,
+        f"attributes.run_name = '{ref}'",
+        max_results=50,
+        order_by=["attributes.start_time DESC"],
+    )
+    if not named:
+        raise UsageError(f"no run {ref!r} in {uri}: not a run id, id prefix or run name")
+    newest = named[0]
+    how = (
+        f"{ref!r} is run {newest.info.run_id}"
+        if len(named) == 1
+        else f"{ref!r} names {len(named)} runs; using the newest, {newest.info.run_id}"
+    )
+    return newest, how
+
+
+def experiment_names(uri: str) -> list[str]:
+    return sorted(e.name for e in MlflowClient(uri).search_experiments())
