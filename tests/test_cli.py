@@ -50,3 +50,27 @@ def test_a_bad_setting_is_one_line_and_creates_no_run(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip() == "gdfit: error: train.steps: must be >= 1 (got 0)"
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_version_names_gdfit_and_its_libraries(tmp_path):
+    out = run_command("gdfit-train", "--version", cwd=tmp_path)
+    assert out.returncode == 0
+    assert out.stdout.startswith("gdfit ") and "hydra-core 1.3" in out.stdout
+
+
+def test_setting_mistakes_get_the_fix_in_one_line(tmp_path):
+    cases = {
+        # a key without its group: the dotted key that has that name
+        ("lr=1e-3",): "lr: no such setting; did you mean optimizer.lr?",
+        # several values without -m: keep Hydra's sweep hint
+        ("backend=numpy,tensor",): "to run each one, sweep: gdfit-train -m backend=numpy,tensor",
+        # a list for a group would merge two options into one run
+        ("backend=[numpy,tensor]",): "backend: takes one option, not a list; to run each, "
+        "sweep: -m backend=numpy,tensor",
+    }
+    for args, says in cases.items():
+        out = run_command("gdfit-train", *args, cwd=tmp_path)
+        assert out.returncode == 2, (args, out.stderr)
+        assert says in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+        assert out.stdout == ""
+    assert list(tmp_path.iterdir()) == []

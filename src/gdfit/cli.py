@@ -16,7 +16,7 @@ from typing import NoReturn
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from gdfit.errors import GdfitError, Stopped
+from gdfit.errors import ConfigError, GdfitError, Stopped
 
 _full_trace = False  # the user set HYDRA_FULL_ERROR=1: let errors through with their traceback
 _TYPE_NAMES = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false"}
@@ -35,9 +35,71 @@ def describe(error: Exception) -> str:
     if key and isinstance(cause, ConfigKeyError | AttributeError):
         valid = [f.name for f in dataclasses.fields(cause.object_type)]
         name = key.rpartition(".")[2]
-        return f"{key}: no such setting; {name!r} is not one of {', '.join(valid)}"
+        hint = _nearest(key, cause.object_type)
+        return f"{key}: no such setting; {hint or f'{name!r} is not one of ' + ', '.join(valid)}"
+    if m := re.match(r"Ambiguous value for argument '(([^=]+)=.*)'", first):
+        return (
+            f"{m[1]}: several values without -m; to run each one, sweep: gdfit-train -m {m[1]} "
+            f"(a list value is written {m[2]}=[a,b], a string with commas {m[2]}='a,b')"
+        )
     lines = [line for line in str(error).splitlines() if line.strip()]
     return f"{key + ': ' if key else ''}{first if key else ' '.join(lines[:2])}"
+
+
+def _dotted_keys(schema, prefix: str = "") -> list[str]:
+    """Every leaf key below a dataclass schema, dotted (`optimizer.lr`, `train.steps`, ...)."""
+    keys = []
+    for f in dataclasses.fields(schema):
+        inner = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(inner):
+            keys += _dotted_keys(type(inner), f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _nearest(key: str, schema) -> str | None:
+    """'did you mean optimizer.lr?' for `lr`: keys that end in the same name, else close ones."""
+    import difflib
+
+    if not dataclasses.is_dataclass(schema):
+        return None
+    prefix = key.rpartition(".")[0]
+    keys = [f"{prefix}.{k}" if prefix else k for k in _dotted_keys(schema)]
+    name = key.rpartition(".")[2]
+    same = [k for k in keys if k.rpartition(".")[2] == name and k != key]
+    found = same or difflib.get_close_matches(key, keys, n=3, cutoff=0.75)
+    return f"did you mean {' or '.join(found)}?" if found else None
+
+
+def refuse_group_lists(overrides: list[str], groups: set[str]) -> None:
+    """`backend=[numpy,tensor]` would merge both options into one run; a group takes a single
+    option, so say how to run each instead."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for line in overrides:
+        try:
+            (o,) = parser.parse_overrides([line])
+        except Exception:  # not an override, or malformed: Hydra reports it in its own words
+            continue
+        if o.key_or_group in groups and isinstance(o.value(), list):
+            names = ",".join(str(v) for v in o.value())
+            raise ConfigError(
+                o.key_or_group,
+                f"takes one option, not a list; to run each, sweep: -m {o.key_or_group}={names}",
+                o.input_line,
+            )
+
+
+def version_line() -> str:
+    """gdfit's version and those of the libraries that decide its numbers and its store."""
+    from importlib.metadata import version
+
+    from gdfit import __version__
+
+    libs = [f"{name} {version(name)}" for name in ("hydra-core", "mlflow", "numpy")]
+    return f"gdfit {__version__} ({', '.join(libs)})"
 
 
 def add_tracking_uri(parser: argparse.ArgumentParser) -> None:

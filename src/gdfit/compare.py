@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--sort",
         default="final_loss",
         metavar="KEY",
-        help="column to sort by, lowest first; -KEY for highest first (default: final_loss)",
+        help="column to sort by, lowest first; --sort=-KEY for highest first (default: final_loss)",
     )
     add_tracking_uri(parser)
     parser.add_argument(

@@ -32,6 +32,7 @@ from mlflow.utils.mlflow_tags import (
 from omegaconf import DictConfig, OmegaConf
 
 from gdfit.errors import TrackingError
+from gdfit.notes import shown_uri
 from gdfit.paths import default_store_dir
 
 SWEEP_PARENT_ENV = "GDFIT_SWEEP_PARENT"  # set during a sweep: the parent run of its jobs
@@ -80,7 +81,14 @@ def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
         raise TrackingError(f"cannot use the MLflow store at {uri}: {reason[:200]}") from error
 
 
+def _quiet_store_logs() -> None:
+    """MLflow announces table creation and migrations at INFO on stderr; a user needs none."""
+    for name in ("mlflow.store.db.utils", "alembic", "alembic.runtime.migration"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
+    _quiet_store_logs()
     db = sqlite_path(uri)
     if db is None:
         client = MlflowClient(uri)
@@ -120,7 +128,7 @@ def flat_params(cfg: DictConfig) -> dict[str, str]:
             for key, value in node.items():
                 walk(value, f"{prefix}{key}.")
         else:
-            out[prefix[:-1]] = json.dumps(node) if isinstance(node, list) else str(node)
+            out[prefix[:-1]] = json.dumps(node) if isinstance(node, list | None) else str(node)
 
     walk(OmegaConf.to_container(cfg, resolve=True), "")
     return out
@@ -207,7 +215,9 @@ def tracked_run(cfg: DictConfig, run_name: str, tags: dict[str, str]) -> Iterato
     run = TrackedRun(client, created.info.run_id, cfg.train.steps, cfg.tracking.curve_points)
     status = "FAILED"
     try:
-        params = [Param(k, v) for k, v in flat_params(cfg).items()]
+        # What the run actually used, rather than the null that means "the default".
+        used = {"tracking.uri": shown_uri(uri), "tracking.run_name": run_name}
+        params = [Param(k, v) for k, v in (flat_params(cfg) | used).items()]
         client.log_batch(run.run_id, params=params, synchronous=True)
         yield run
         status = "FINISHED"

@@ -4,6 +4,7 @@ Reads like the example: data -> initial coefficients -> fit -> log -> plot.
 """
 
 import math
+import sys
 import time
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from gdfit import __version__, backends, config, data, environment
-from gdfit.cli import fail, reported_errors
+from gdfit.cli import fail, refuse_group_lists, reported_errors, version_line
 from gdfit.console import Reporter
 from gdfit.devices import resolve_device
 from gdfit.errors import Diverged, GdfitError
@@ -166,7 +167,13 @@ def hydra_main(cfg: DictConfig) -> float:
 
 def main() -> None:
     """Console entry point: `gdfit-train [overrides]`."""
+    args = sys.argv[1:]
+    if "--version" in args:
+        print(version_line())
+        return
     with reported_errors():
+        groups = {p.name for p in conf_dir().iterdir() if p.is_dir()}
+        refuse_group_lists([a for a in args if "=" in a and not a.startswith("-")], groups)
         hydra_main()
 
 
