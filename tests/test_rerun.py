@@ -115,8 +115,141 @@ def test_every_run_carries_its_environment(make_cfg, client, tmp_path):
 def test_unknown_run_or_missing_config_exits_2(store_uri, make_cfg, client, tmp_path):
     out = run_command("gdfit-rerun", "0123abc", "--tracking-uri", store_uri, cwd=tmp_path)
     assert out.returncode == 2
-    assert out.stderr.strip() == f"gdfit: error: cannot rerun: no run 0123abc in {store_uri}"
+    assert out.stderr.strip() == (
+        f"gdfit: error: cannot rerun: no run '0123abc' in {store_uri}: "
+        "not a run id, id prefix or run name"
+    )
     experiment = client.get_experiment_by_name(make_cfg().tracking.experiment) or None
     bare = client.create_run(experiment.experiment_id if experiment else "0").info.run_id
     client.set_terminated(bare)
     assert run_rerun(bare, "--tracking-uri", store_uri) == 2
+
+
+def test_rerun_finds_runs_by_prefix_or_name_and_says_what_it_changed(
+    make_cfg, client, store_uri, capsys
+):
+    original = train(make_cfg("train.steps=100", "tracking.run_name=prefix-and-name"))
+    assert run_rerun(original.run_id[:8], "--tracking-uri", store_uri) == 0
+    assert f"of {original.run_id}: identical" in capsys.readouterr().out
+    assert run_rerun("prefix-and-name", "optimizer.lr=2e-6", "--tracking-uri", store_uri) == 1
+    captured = capsys.readouterr()
+    assert f"'prefix-and-name' is run {original.run_id}" in captured.err
+    experiment = client.get_run(original.run_id).info.experiment_id
+    changed = client.search_runs(
+        [experiment], f"tags.gdfit.rerun_of = '{original.run_id}'", order_by=["start_time DESC"]
+    )[0]
+    assert changed.info.run_name == "prefix-and-name-rerun optimizer.lr=2e-6"
+    assert changed.data.params["optimizer.lr"] == "2e-06"
+    assert changed.data.tags["gdfit.rerun_verdict"].startswith("different")
+    note = changed.data.tags["mlflow.note.content"]
+    assert f"**Rerun** of `{original.run_id}` with `optimizer.lr=2e-6`: different" in note
+
+
+def test_check_gives_the_verdict_without_logging_a_run(make_cfg, client, store_uri, capsys):
+    original = train(make_cfg("backend=tensor", "train.steps=100"))
+    experiment = client.get_run(original.run_id).info.experiment_id
+    before = len(client.search_runs([experiment]))
+    assert run_rerun(original.run_id, "--check", "--tracking-uri", store_uri) == 0
+    assert "identical" in capsys.readouterr().out
+    assert len(client.search_runs([experiment])) == before
+
+
+def test_a_diverged_run_reruns_to_the_same_step(make_cfg, client, store_uri, capsys):
+    from gdfit.errors import Diverged
+
+    with pytest.raises(Diverged) as diverged:
+        train(make_cfg("optimizer.lr=1e-4", "train.steps=300"))
+    assert run_rerun(diverged.value.run_id, "--tracking-uri", store_uri) == 0
+    out = capsys.readouterr().out
+    assert ": identical: " in out
+    step = diverged.value.step
+    assert f"the original diverged at step {step}, the rerun at step {step}" in out
+
+
+def test_rerun_of_a_sweep_parent_reruns_each_job(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = run_command(
+        "gdfit-train",
+        "-m",
+        "backend=numpy,tensor",
+        "train.steps=100",
+        f"tracking.uri={uri}",
+        cwd=tmp_path,
+    )
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("gdfit").experiment_id
+    (parent,) = client.search_runs([experiment], "tags.gdfit.sweep = 'true'")
+    out = run_command("gdfit-rerun", parent.info.run_id[:6], "--tracking-uri", uri, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "is a sweep of 2 jobs; rerunning each" in out.stdout
+    table = out.stdout.split("\njob ")[1].splitlines()[1:]
+    assert sorted(line.split()[0] for line in table) == [
+        "numpy-sgd-lr1e-06-seed0",
+        "tensor-sgd-lr1e-06-seed0",
+    ]
+    assert all(line.split()[-1] == "identical" for line in table)
+    # Rerun with a change: every job differs, and the exit code says so.
+    out = run_command(
+        "gdfit-rerun",
+        parent.info.run_id,
+        "optimizer.lr=2e-6",
+        "--check",
+        "--tracking-uri",
+        uri,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 1 and out.stdout.count("different") == 4  # 2 lines + 2 rows
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("backend: [unclosed", "is not valid YAML"),
+        ("42", "is not a mapping of settings"),
+        ("- a\n- b", "is not a mapping of settings"),
+        ("!!python/object/apply:os.system ['echo owned']", "is not valid YAML"),
+        ("train: {steps: 10}", "lacks backend.name: not a gdfit config"),
+        (
+            "backend: {name: numpy, dtype: float64}\noptimizer: {name: sgd, lr: 1e-6}\n"
+            "device: {name: cpu}\ntracking: {run_name: '${oc.env:AWS_SECRET_ACCESS_KEY}'}",
+            "tracking.run_name holds an interpolation",
+        ),
+    ],
+)
+def test_a_tampered_config_is_refused_in_one_line(text, says, client, store_uri, tmp_path):
+    experiment = client.get_experiment_by_name("tampered") or client.get_experiment(
+        client.create_experiment("tampered")
+    )
+    run = client.create_run(experiment.experiment_id).info.run_id
+    client.log_text(run, text, "config.yaml")
+    client.set_terminated(run)
+    out = run_command(
+        "gdfit-rerun",
+        run,
+        "--tracking-uri",
+        store_uri,
+        cwd=tmp_path,
+        env={"AWS_SECRET_ACCESS_KEY": "do-not-print-me"},
+    )
+    assert out.returncode == 2, out.stderr
+    assert says in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "do-not-print-me" not in out.stdout + out.stderr and "owned" not in out.stdout
+
+
+def test_rerun_into_another_store_compares_with_the_original(make_cfg, store_uri, tmp_path):
+    original = train(make_cfg("train.steps=100"))
+    other = f"sqlite:///{tmp_path / 'other' / 'mlflow.db'}"
+    out = run_command(
+        "gdfit-rerun",
+        original.run_id,
+        f"tracking.uri={other}",
+        "--tracking-uri",
+        store_uri,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "identical" in out.stdout
+    again = MlflowClient(other).search_runs(
+        [MlflowClient(other).get_experiment_by_name(make_cfg().tracking.experiment).experiment_id]
+    )
+    assert [r.data.tags["gdfit.rerun_of"] for r in again] == [original.run_id]

@@ -1,23 +1,29 @@
-"""`gdfit-rerun RUN_ID`: run a logged run again from what MLflow holds, and say whether the
-numbers came out the same.
+"""Run a logged run again from what MLflow holds, and say whether it came out the same.
 
-    gdfit-rerun 3f2a...                     # same config: expect "identical", exit 0
-    gdfit-rerun 3f2a... --rtol 1e-6         # accept differences up to 1e-6 relative
-    gdfit-rerun 3f2a... optimizer.lr=2e-6   # extra Hydra overrides on top of the logged config
+  gdfit-rerun 3f2a9c1e                     same config: expect "identical", exit 0
+  gdfit-rerun 3f2a9c1e --check             the same, without logging a new run
+  gdfit-rerun 3f2a9c1e --rtol 1e-6         accept differences up to 1e-6 relative
+  gdfit-rerun 3f2a9c1e optimizer.lr=2e-6   extra Hydra overrides on top of the logged config
+  gdfit-rerun sweep-20261127-101500        a sweep's parent: rerun each of its jobs
 
-Exit codes: 0 identical (or within --rtol), 1 different, 2 cannot rerun.
+RUN is a run id, a unique prefix of one or a run name (the newest run of that name).
+Exit codes: 0 identical (or within --rtol), 1 different, 2 cannot rerun; for a sweep, the
+worst of its jobs.
 """
 
 import argparse
 import sys
+import tempfile
+from pathlib import Path
 
 import numpy as np
+import yaml
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from gdfit import config, tracking
 from gdfit.cli import add_tracking_uri, reported_errors
-from gdfit.errors import GdfitError, TrackingError
+from gdfit.errors import Diverged, GdfitError, TrackingError
 from gdfit.paths import conf_dir
 from gdfit.train import train
 
@@ -107,34 +113,126 @@ def version_warnings(tags: dict[str, str], now: dict[str, str]) -> list[str]:
     ]
 
 
-def rerun(args: argparse.Namespace) -> int:
-    uri = tracking.resolve_uri(args.tracking_uri)
+def load_logged(text: str, run_id: str) -> dict:
+    """The logged config.yaml as a plain dict. It is data: gdfit logs it resolved, so an
+    interpolation in it (`${oc.env:...}`) was put there by hand and is refused, never resolved
+    against the environment of whoever reruns it."""
     try:
-        original, experiment, config_text = tracking.read_run(uri, args.run_id)
+        shape = yaml.safe_load(text)  # OmegaConf's own loader below reads numbers as Hydra does
+        node = OmegaConf.create(text) if isinstance(shape, dict) else None
+    except Exception as error:
+        reason = (str(error).strip() or type(error).__name__).splitlines()[0]
+        raise CannotRerun(f"config.yaml of run {run_id} is not valid YAML: {reason}") from error
+    if not isinstance(node, DictConfig):
+        raise CannotRerun(f"config.yaml of run {run_id} is not a mapping of settings")
+    logged = OmegaConf.to_container(node, resolve=False)
+
+    def leaves(value, key):
+        if isinstance(value, dict):
+            for k, v in value.items():
+                yield from leaves(v, f"{key}.{k}" if key else str(k))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                yield from leaves(v, f"{key}[{i}]")
+        else:
+            yield key, value
+
+    for key, value in leaves(logged, ""):
+        if isinstance(value, str) and "${" in value:
+            raise CannotRerun(
+                f"config.yaml of run {run_id}: {key} holds an interpolation ({value[:80]!r}); a "
+                "logged config holds literal values, so it is not resolved"
+            )
+    for group in GROUPS:
+        if not isinstance(logged.get(group), dict) or "name" not in logged[group]:
+            raise CannotRerun(f"config.yaml of run {run_id} lacks {group}.name: not a gdfit config")
+    return logged
+
+
+def rerun_name(original: str, overrides: list[str]) -> str:
+    """`<name>-rerun`, plus what the rerun changed when it changed anything."""
+    changed = f" {' '.join(overrides)}" if overrides else ""
+    return f"{original}-rerun{changed}"[:250]
+
+
+def rerun_one(uri: str, original, args: argparse.Namespace) -> tuple[int, str, str]:
+    """Rerun one run; (exit code, the verdict, the line that says it)."""
+    run_id = original.info.run_id
+    try:
+        experiment, config_text = tracking.read_config(uri, original)
     except TrackingError as error:
         raise CannotRerun(f"cannot rerun: {error}") from error
-    logged = OmegaConf.to_container(OmegaConf.create(config_text))
+    logged = load_logged(config_text, run_id)
     config.register()
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
         cfg = compose("config", overrides_for(logged, experiment, uri, args.overrides))
-    cfg.tracking.run_name = f"{original.info.run_name}-rerun"
-
-    result = train(cfg, overrides=args.overrides, tags={"gdfit.rerun_of": args.run_id})
-
-    new_tags = tracking.run_tags(uri, result.run_id)
-    for line in version_warnings(original.data.tags, new_tags):
-        print(f"gdfit-rerun: warning: {line}", file=sys.stderr)
-    steps, losses = tracking.loss_curve(uri, args.run_id)
+    cfg.tracking.run_name = rerun_name(original.info.run_name, args.overrides)
+    steps, losses = tracking.loss_curve(uri, run_id)
     metrics = original.data.metrics
-    coef = [metrics[f"coef_{k}"] for k in range(len(result.coef)) if f"coef_{k}" in metrics]
-    outcome, details = verdict(
-        (steps, np.array(losses), np.array(coef)),
-        (result.loss_steps, result.losses, result.coef),
-        args.rtol,
-    )
-    shown = f"within rtol={args.rtol:g}" if outcome == "within rtol" else outcome
-    print(f"rerun {result.run_id} of {args.run_id}: {shown}: {details}")
-    return 1 if outcome == "different" else 0
+    old_coef = [metrics[k] for k in sorted(metrics, key=_power) if k.startswith("coef_")]
+    old = (steps, np.array(losses), np.array(old_coef))
+
+    with tempfile.TemporaryDirectory(prefix="gdfit-check-") as scratch:
+        if args.check:  # run it in a store that is thrown away
+            cfg.tracking.uri = f"sqlite:///{Path(scratch) / 'mlflow.db'}"
+        store = tracking.resolve_uri(cfg.tracking.uri)
+        diverged = None
+        try:
+            result = train(cfg, overrides=args.overrides, tags={"gdfit.rerun_of": run_id})
+            new_id, new = result.run_id, (result.loss_steps, result.losses, result.coef)
+        except Diverged as error:  # compare where it diverged, as the original may have
+            new_id, diverged = error.run_id, error.step
+            new_steps, new_losses = tracking.loss_curve(store, new_id)
+            new = (new_steps, np.array(new_losses), np.array([]))
+        for line in version_warnings(original.data.tags, tracking.run_tags(store, new_id)):
+            print(f"gdfit-rerun: warning: {line}", file=sys.stderr)
+        outcome, details = verdict(old, new, args.rtol)
+        was = original.data.tags.get("gdfit.diverged_at_step")
+        if diverged is not None or was is not None:
+            details += (
+                f"; the original diverged at step {was or '-'}, the rerun at step "
+                f"{diverged if diverged is not None else '-'}"
+            )
+        shown = f"within rtol={args.rtol:g}" if outcome == "within rtol" else outcome
+        if args.check:
+            line = f"check of {run_id}: {shown}: {details} (ran in a scratch store; nothing logged)"
+        else:
+            line = f"rerun {new_id} of {run_id}: {shown}: {details}"
+            tracking.record_verdict(store, new_id, run_id, args.overrides, f"{shown}: {details}")
+    return (1 if outcome == "different" else 0), shown, line
+
+
+def _power(key: str) -> int:
+    return int(key.split("_")[1]) if key.startswith("coef_") else -1
+
+
+def rerun(args: argparse.Namespace) -> int:
+    uri = tracking.resolve_uri(args.tracking_uri)
+    try:
+        original, how = tracking.find_run(uri, args.run_id)
+    except GdfitError as error:
+        raise CannotRerun(f"cannot rerun: {error}") from error
+    if how:
+        print(f"gdfit-rerun: {how}", file=sys.stderr)
+    if original.data.tags.get("gdfit.sweep") != "true":
+        code, _, line = rerun_one(uri, original, args)
+        print(line)
+        return code
+    jobs = tracking.search_runs(uri, parent=original.info.run_id)
+    print(f"gdfit-rerun: {original.info.run_name} is a sweep of {len(jobs)} jobs; rerunning each")
+    results = []
+    for job in jobs:
+        try:
+            code, shown, line = rerun_one(uri, job, args)
+        except CannotRerun as error:
+            code, shown, line = 2, "cannot rerun", f"{job.info.run_id}: {error}"
+        print(line, flush=True)
+        results.append((job, code, shown))
+    width = max((len(job.info.run_name) for job in jobs), default=3)
+    print(f"\n{'job':<{width}}  run_id    verdict")
+    for job, _, shown in results:
+        print(f"{job.info.run_name:<{width}}  {job.info.run_id[:8]}  {shown}")
+    return max((code for _, code, _ in results), default=0)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -144,7 +242,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="\n".join(__doc__.splitlines()[2:]),
     )
-    parser.add_argument("run_id", metavar="RUN_ID", help="the MLflow run to run again")
+    parser.add_argument(
+        "run_id", metavar="RUN", help="the run to run again: id, id prefix or run name"
+    )
     parser.add_argument(
         "overrides",
         nargs="*",
@@ -158,6 +258,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         metavar="X",
         help="accept relative differences up to X (default: bit for bit)",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="give the verdict without logging a new run (runs in a scratch store)",
     )
     return parser.parse_intermixed_args(argv)
 

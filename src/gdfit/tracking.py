@@ -32,7 +32,7 @@ from mlflow.utils.mlflow_tags import (
 from omegaconf import DictConfig, OmegaConf
 
 from gdfit.errors import TrackingError
-from gdfit.notes import shown_uri
+from gdfit.notes import NOTE_TAG, shown_uri
 from gdfit.paths import default_store_dir
 
 SWEEP_PARENT_ENV = "GDFIT_SWEEP_PARENT"  # set during a sweep: the parent run of its jobs
@@ -228,6 +228,7 @@ def tracked_run(cfg: DictConfig, run_name: str, tags: dict[str, str]) -> Iterato
     except Exception as error:
         client.set_tag(run.run_id, "gdfit.error", f"{type(error).__name__}: {error}"[:5000])
         error.add_note(f"run {run.run_id} ended FAILED")
+        error.run_id = run.run_id  # for callers that read the failed run back (gdfit-rerun)
         raise
     finally:
         try:
@@ -307,23 +308,38 @@ def run_tags(uri: str, run_id: str) -> dict[str, str]:
     return MlflowClient(uri).get_run(run_id).data.tags
 
 
-def read_run(uri: str, run_id: str):
-    """The run, its experiment's name and the text of its logged config.yaml; TrackingError
-    when the run or the file is missing."""
+def read_config(uri: str, run) -> tuple[str, str]:
+    """The name of `run`'s experiment and the text of its logged config.yaml; TrackingError
+    when the file is missing or unreadable."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     client = MlflowClient(uri)
-    try:
-        run = client.get_run(run_id)
-    except Exception as error:
-        raise TrackingError(f"no run {run_id} in {uri}") from error
+    run_id = run.info.run_id
     try:
         with tempfile.TemporaryDirectory() as folder:
             path = client.download_artifacts(run_id, "config.yaml", folder)
-            text = Path(path).read_text()
+            text = Path(path).read_bytes()
     except Exception as error:
         raise TrackingError(f"run {run_id} has no config.yaml artifact to rerun from") from error
-    experiment = client.get_experiment(run.info.experiment_id).name
-    return run, experiment, text
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise TrackingError(f"config.yaml of run {run_id} is not text") from error
+    return client.get_experiment(run.info.experiment_id).name, decoded
+
+
+def record_verdict(uri: str, run_id: str, of: str, overrides: list[str], verdict: str) -> None:
+    """Tag a rerun with its verdict and add what it changed and how it came out to its
+    description."""
+    client = MlflowClient(uri)
+    note = client.get_run(run_id).data.tags.get(NOTE_TAG, "")
+    changed = f" with `{' '.join(overrides)}`" if overrides else " with the logged config"
+    line = f"**Rerun** of `{of}`{changed}: {verdict}"
+    text = f"{line}\n\n{note}" if note else line
+    client.log_batch(
+        run_id,
+        tags=[RunTag("gdfit.rerun_verdict", verdict[:5000]), RunTag(NOTE_TAG, text[:5000])],
+        synchronous=True,
+    )
 
 
 # ---- finding runs by what a user types: an id, an id prefix or a run name ----
