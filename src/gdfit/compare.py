@@ -332,7 +332,7 @@ def write_figure(uri: str, runs, path: Path) -> None:
 
 
 def compare(args: argparse.Namespace) -> int:
-    uri = tracking.resolve_uri(args.tracking_uri)
+    uri = tracking.resolve_uri(args.tracking_uri, "--tracking-uri")
     out = figure_path(args.out) if args.out else None
     try:
         runs = select(uri, args)

@@ -207,7 +207,7 @@ def _power(key: str) -> int:
 
 
 def rerun(args: argparse.Namespace) -> int:
-    uri = tracking.resolve_uri(args.tracking_uri)
+    uri = tracking.resolve_uri(args.tracking_uri, "--tracking-uri")
     try:
         original, how = tracking.find_run(uri, args.run_id)
     except GdfitError as error:

@@ -31,7 +31,7 @@ from mlflow.utils.mlflow_tags import (
 )
 from omegaconf import DictConfig, OmegaConf
 
-from gdfit.errors import TrackingError
+from gdfit.errors import ConfigError, GdfitError, TrackingError
 from gdfit.notes import NOTE_TAG, shown_uri
 from gdfit.paths import default_store_dir
 
@@ -46,13 +46,52 @@ HTTP_DEFAULTS = {
 }
 
 
-def resolve_uri(uri: str | None) -> str:
-    """`tracking.uri` if set, else $MLFLOW_TRACKING_URI, else sqlite in the project's mlruns/."""
-    if uri:
+def resolve_uri(uri: str | None, source: str = "tracking.uri") -> str:
+    """`uri` if set, else $MLFLOW_TRACKING_URI, else sqlite in the project's mlruns/; checked,
+    with a relative sqlite path made absolute. `source` names the setting in errors."""
+    if not uri:
+        uri, source = os.environ.get("MLFLOW_TRACKING_URI"), "MLFLOW_TRACKING_URI"
+    if not uri:
+        return f"sqlite:///{default_store_dir() / 'mlflow.db'}"
+    return checked_uri(uri, source)
+
+
+STORE_FORMS = "sqlite:///PATH/mlflow.db, http(s)://HOST:PORT or postgresql://..."
+
+
+def checked_uri(uri: str, source: str) -> str:
+    """A store gdfit can write whole runs to, or a ConfigError saying what is wrong."""
+    from urllib.parse import urlsplit
+
+    scheme = uri.partition(":")[0].lower() if ":" in uri else ""
+    kind = scheme.split("+")[0]
+
+    def refuse(why: str):
+        raise ConfigError(source, f"{why}; use {STORE_FORMS}", shown_uri(uri))
+
+    if kind == "sqlite":
+        rest = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else None
+        if rest is None or rest in ("", ":memory:"):
+            refuse("an in-memory sqlite store vanishes when the command ends")
+        path = Path(rest)
+        if not path.is_absolute():  # the relative form MLflow itself prints
+            path = Path.cwd() / path
+        if path.is_dir():
+            refuse(f"{path} is a folder, not a database file")
+        return f"sqlite:///{path}"
+    if kind in ("http", "https"):
+        try:
+            host = urlsplit(uri).hostname
+        except ValueError:
+            host = None
+        if not host:
+            refuse("the address names no host")
         return uri
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    return f"sqlite:///{default_store_dir() / 'mlflow.db'}"
+    if kind in ("postgresql", "postgres", "mysql", "mssql"):
+        return uri
+    if kind == "file" or not scheme or len(scheme) == 1:  # a path (or a Windows drive)
+        refuse("a folder or file:// store is MLflow's old file store, which 3.13+ refuses")
+    refuse(f"{scheme}: is not a tracking store gdfit can use")
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -72,8 +111,12 @@ def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
         for key, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(key, value)
         logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # no retry chatter
+    if len(name) > 200 or any(ord(c) < 32 for c in name):
+        raise ConfigError("tracking.experiment", "must be at most 200 printable characters", name)
     try:
         return _open_experiment(uri, name)
+    except GdfitError:
+        raise
     except Exception as error:
         text = str(error)
         errno = re.search(r"\[Errno -?\d+\] ([^\"')\]]+)", text)
@@ -95,9 +138,43 @@ def _open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
         return client, _get_or_create(client, name, artifact_location=None)
     db.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(db) + ".lock"):
-        client = MlflowClient(uri)
-        location = (db.parent / "artifacts" / name).as_uri()
-        return client, _get_or_create(client, name, artifact_location=location)
+        if not db.exists() or db.stat().st_size == 0:
+            _create_sqlite_store(db)
+        try:
+            client = MlflowClient(uri)
+            location = (db.parent / "artifacts" / artifact_folder(name)).as_uri()
+            return client, _get_or_create(client, name, artifact_location=location)
+        except Exception as error:
+            text = str(error).lower()
+            schema = ("duplicate column", "already exists", "no such table", "no such column")
+            if any(s in text for s in schema):
+                raise TrackingError(
+                    f"the store {db} is half-built (its creation was cut off, or another tool "
+                    f"wrote it): move it aside (mv {db} {db}.broken) and gdfit creates a new one"
+                ) from error
+            raise
+
+
+def _create_sqlite_store(db: Path) -> None:
+    """Build MLflow's tables in a file beside `db` and move it into place, so that a store
+    appears whole or not at all however its creation is cut off (Ctrl-C, SIGKILL, a full
+    disk). The caller holds the store's lock."""
+    for leftover in db.parent.glob(f".{db.name}.creating-*"):
+        leftover.unlink(missing_ok=True)
+    building = db.with_name(f".{db.name}.creating-{os.getpid()}")
+    MlflowClient(f"sqlite:///{building}").search_experiments(max_results=1)  # runs migrations
+    os.replace(building, db)
+
+
+def artifact_folder(experiment: str) -> str:
+    """The folder under the store's artifacts/ for `experiment`: its name when that is a plain
+    file name, else a safe slug plus a hash, so that no name (`../x`, `/tmp/x`) leads outside."""
+    import hashlib
+
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._ -]{0,99}", experiment) and ".." not in experiment:
+        return experiment
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", experiment).strip("._")[:60] or "experiment"
+    return f"{slug}-{hashlib.sha256(experiment.encode()).hexdigest()[:10]}"
 
 
 def _get_or_create(client: MlflowClient, name: str, artifact_location: str | None) -> str:
