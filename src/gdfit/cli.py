@@ -112,8 +112,24 @@ def add_tracking_uri(parser: argparse.ArgumentParser) -> None:
     )
 
 
+STOPPING = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
 def _raise_stopped(signum, frame) -> None:
     raise Stopped(signum)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold back Ctrl-C and the stopping signals while a run is being closed (its last points
+    sent, its status set): a second Ctrl-C must not cut that short and leave it RUNNING. They
+    arrive, and act, when the block ends."""
+    held = {signal.SIGINT, *STOPPING}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 @contextmanager
@@ -127,7 +143,9 @@ def reported_errors() -> Iterator[None]:
     before = os.environ.get("HYDRA_FULL_ERROR")
     full_trace = _full_trace = before == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
-    previous = signal.signal(signal.SIGTERM, _raise_stopped)
+    # A closed terminal (SIGHUP), SIGTERM and SIGQUIT end a run as Ctrl-C does: KILLED, with
+    # what it has logged, instead of leaving it RUNNING.
+    previous = {s: signal.signal(s, _raise_stopped) for s in STOPPING}
     try:
         yield
     except GdfitError as error:
@@ -143,7 +161,8 @@ def reported_errors() -> Iterator[None]:
         notes = getattr(error, "__notes__", [])
         _exit("; ".join([f"stopped by {signal.Signals(signum).name}", *notes]), 128 + signum)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
         if before is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:
