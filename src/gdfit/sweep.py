@@ -2,8 +2,8 @@
 
 `MlflowSweep` is a Hydra callback (registered in conf/config.yaml). When the sweep starts it
 creates the parent run and exports its id, so every job's run nests under it whichever launcher
-runs the job; when the sweep ends it logs summary.csv, comparison.png and the best child's
-final_loss on the parent.
+runs the job; when the sweep ends it logs summary.csv, comparison.png, final_loss_vs_<key>.png
+for each numeric setting swept, and the best child's final_loss on the parent.
 
 Hydra builds this callback for single runs too, so MLflow is imported inside the sweep hooks
 only: a plain run with a bad setting fails without paying ~1 s for it.
@@ -57,6 +57,7 @@ class MlflowSweep(Callback):
         if best:
             tags["gdfit.best_run_id"] = best.info.run_id
         texts = {"summary.csv": summary.to_csv(header, table), "sweep.yaml": self.sweep_yaml}
+        tracking.log_figures(self.uri, self.parent, summary.versus_figures(runs))
         tracking.finish_parent(
             self.uri, self.parent, metrics, tags, texts, summary.comparison(self.uri, runs)
         )

@@ -348,6 +348,13 @@ def finish_parent(
     client.set_terminated(run_id, status)
 
 
+def log_figures(uri: str, run_id: str, figures: dict) -> None:
+    """Each figure as the PNG artifact its name gives."""
+    client = MlflowClient(uri)
+    for name, figure in figures.items():
+        client.log_figure(run_id, figure, name)
+
+
 def end_if_running(uri: str, run_id: str, status: str) -> None:
     """End `run_id` with `status` unless it has already ended (used when a sweep is cut off)."""
     client = MlflowClient(uri)

@@ -140,9 +140,9 @@ def train(cfg: DictConfig, overrides: list[str] = (), tags: dict[str, str] | Non
             }
         )
         run.log_dict({f"coef_{k}": float(c) for k, c in enumerate(coef)}, "coefficients.json")
-        run.log_figure(plots.fit_figure(x, y, coef, cfg.data.target), "fit.png")
+        run.log_figure(plots.fit_figure(x, y, coef, cfg.data.target, run_name), "fit.png")
         loss_steps, losses = np.array(run.curve.kept_steps), np.array(run.curve.kept_losses)
-        run.log_figure(plots.loss_figure(loss_steps, losses), "loss.png")
+        run.log_figure(plots.loss_figure(loss_steps, losses, optimal_loss), "loss.png")
 
     print("Result: " + plots.polynomial_text(coef), flush=True)
     return Result(run.run_id, coef, loss_steps, losses, final_loss, optimal_loss)

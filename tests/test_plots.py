@@ -1,0 +1,295 @@
+"""The figures, drawn from real runs in a sqlite store and measured as rendered.
+
+Three shapes of sweep that broke the comparison figure once: a backend x lr grid (one rate
+diverges; the three backends coincide), a sweep over optimizer options, and a 20-trial Optuna
+search of the learning rate with diverging trials; then every run of the experiment at once.
+The PNGs go to $GDFIT_SCREENSHOT_DIR/figures when that is set, to be looked at.
+"""
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_command
+from hydra import compose, initialize_config_dir
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.image import imsave
+from matplotlib.legend import Legend
+from mlflow.tracking import MlflowClient
+
+from gdfit import data, plots, summary, tracking
+from gdfit.errors import GdfitError
+from gdfit.paths import conf_dir
+from gdfit.train import train
+
+STEPS = "train.steps=200"
+
+
+def compose_cfg(uri: str, *overrides: str):
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        return compose("config", [f"tracking.uri={uri}", STEPS, *overrides])
+
+
+def sweep(uri: str, jobs: list[list[str]]) -> str:
+    """The jobs as the children of one parent run, trained in this process; the parent's id.
+    A job that diverges ends FAILED, as in a real sweep."""
+    parent = tracking.start_parent(uri, "gdfit", "sweep-test", {"gdfit.sweep": "true"})
+    os.environ[tracking.SWEEP_PARENT_ENV] = parent
+    try:
+        for overrides in jobs:
+            try:
+                train(compose_cfg(uri, *overrides))
+            except GdfitError:
+                pass
+    finally:
+        os.environ.pop(tracking.SWEEP_PARENT_ENV)
+    MlflowClient(uri).set_terminated(parent, "FINISHED")
+    return parent
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """One store holding the three shapes; {shape: runs} and the store's URI and folder."""
+    folder = tmp_path_factory.mktemp("plots")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    grid = sweep(
+        uri,
+        [[f"backend={b}", f"optimizer.lr={lr}"] for lr in ("1e-6", "1e-4") for b in BACKENDS],
+    )
+    group = sweep(uri, [[f"optimizer={o}"] for o in ("sgd", "momentum", "adam")])
+    out = run_command(  # Optuna's own trials, through the installed command
+        "gdfit-train",
+        "hparams_search=lr_optuna",
+        STEPS,
+        f"tracking.uri={uri}",
+        f"hydra.sweep.dir={folder / 'sweeps'}",
+        cwd=folder,
+    )
+    assert out.returncode == 0, out.stderr
+    optuna = re.search(r"parent run (\w+)\s*$", out.stdout)[1]
+    shapes = {
+        name: tracking.search_runs(uri, parent=parent)
+        for name, parent in (("grid", grid), ("group", group), ("optuna", optuna))
+    }
+    shapes["experiment"] = tracking.search_runs(uri, experiment="gdfit")
+    return shapes, uri, folder
+
+
+BACKENDS = ("numpy", "tensor", "autograd")
+
+
+def rendered(fig, name: str, folder: Path):
+    """Draw `fig` as it is saved, keep the PNG, and return the renderer for measuring."""
+    FigureCanvasAgg(fig)
+    fig.savefig(folder / f"{name}.png")
+    keep(folder / f"{name}.png")
+    return fig.canvas.get_renderer()
+
+
+def keep(path: Path) -> None:
+    if folder := os.environ.get("GDFIT_SCREENSHOT_DIR"):
+        (Path(folder) / "figures").mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, Path(folder) / "figures" / path.name)
+
+
+def assert_inside(fig, renderer) -> None:
+    """Every axes with all it draws (ticks, labels, title; colour bars too), every legend and
+    the figure's own texts lie inside the canvas."""
+    canvas = fig.bbox
+    parts = [
+        (f"axes {ax.get_label() or ax.get_ylabel()!r}", ax.get_tightbbox(renderer))
+        for ax in fig.axes
+    ]
+    legends = fig.legends + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+    parts += [(f"legend {legend_entries(x)}", x.get_window_extent(renderer)) for x in legends]
+    texts = fig.texts + ([fig._suptitle] if fig._suptitle else [])
+    parts += [(repr(t.get_text()), t.get_window_extent(renderer)) for t in texts]
+    for what, box in parts:
+        inside = (
+            box.x0 >= canvas.x0 - 1
+            and box.y0 >= canvas.y0 - 1
+            and box.x1 <= canvas.x1 + 1
+            and box.y1 <= canvas.y1 + 1
+        )
+        assert inside, f"{what} at {box} leaves the canvas {canvas}"
+
+
+def legend_entries(legend) -> list[str]:
+    return [t.get_text() for t in legend.get_texts()]
+
+
+def legend_texts(fig) -> list[str]:
+    return [text for legend in fig.findobj(Legend) for text in legend_entries(legend)]
+
+
+def assert_short_labels(texts: list[str]) -> None:
+    for text in texts:
+        assert not re.search(r"\w=(,|$|\s)", text), f"empty setting in {text!r}"
+        assert not re.search(r"\d\.?\d{6,}", text), f"long number in {text!r}"
+
+
+def main_axes(fig):
+    return fig.axes[0]
+
+
+def diverged_peaks(uri: str, runs) -> list[float]:
+    return [
+        max(tracking.loss_curve(uri, r.info.run_id)[1])
+        for r in runs
+        if "gdfit.diverged_at_step" in r.data.tags
+    ]
+
+
+def test_grid_figure_names_backend_and_rate_and_shows_the_coinciding_backends(store):
+    shapes, uri, folder = store
+    runs = shapes["grid"]
+    fig = summary.comparison(uri, runs)
+    renderer = rendered(fig, "grid-comparison", folder)
+    assert_inside(fig, renderer)
+    texts = legend_texts(fig)
+    assert_short_labels(texts)
+    assert texts[:2] == ["numpy, lr=1e-6", "tensor, lr=1e-6 (coincides with numpy)"]
+    assert "numpy, lr=1e-4 (diverged at step" in texts[3]
+    assert any(t.startswith("least-squares optimum 8.81") for t in texts)
+    # the backends that coincide carry different markers at staggered places
+    lines = {line.get_label(): line for line in main_axes(fig).get_lines()}
+    same = [lines[t] for t in texts if "lr=1e-6" in t]
+    assert len({line.get_marker() for line in same}) == 3
+    assert len({line.get_markevery() for line in same}) == 3
+    # the diverged runs do not set the y-range
+    top = main_axes(fig).get_ylim()[1]
+    assert all(peak > top for peak in diverged_peaks(uri, runs))
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    assert top >= max(max(tracking.loss_curve(uri, r.info.run_id)[1]) for r in finished)
+    assert main_axes(fig).get_window_extent(renderer).width > 0.5 * fig.bbox.width
+
+
+def test_optimizer_group_is_labelled_by_name_only(store):
+    shapes, uri, folder = store
+    fig = summary.comparison(uri, shapes["group"])
+    renderer = rendered(fig, "group-comparison", folder)
+    assert_inside(fig, renderer)
+    texts = legend_texts(fig)
+    assert texts[:3] == ["sgd", "momentum", "adam"]
+    assert main_axes(fig).get_window_extent(renderer).width > 0.6 * fig.bbox.width
+    assert summary.versus_figures(shapes["group"]) == {}  # each option's own lr is no sweep
+
+
+def test_optuna_search_gets_a_colour_scale_and_keeps_diverged_trials_off_the_range(store):
+    shapes, uri, folder = store
+    runs = shapes["optuna"]
+    assert len(runs) == 20 and diverged_peaks(uri, runs)  # the search tried unstable rates
+    fig = summary.comparison(uri, runs)
+    renderer = rendered(fig, "optuna-comparison", folder)
+    assert_inside(fig, renderer)
+    (bar,) = [ax for ax in fig.axes if ax.get_ylabel() == "lr"]  # the colour bar
+    assert bar.get_yscale() == "log"  # the trials span two decades
+    texts = legend_texts(fig)
+    assert len(texts) < 5 and not any(t.startswith("lr=") for t in texts)
+    assert any(t.startswith("diverged (") for t in texts)
+    assert_short_labels(texts + [fig.axes[0].get_title()])
+    top = main_axes(fig).get_ylim()[1]
+    assert all(peak > top for peak in diverged_peaks(uri, runs))
+    assert top < 1e5  # the curves start near 2e4; diverged trials reached 1e9 and more
+
+
+def test_few_runs_get_a_legend_and_many_a_colour_bar(store):
+    shapes, uri, _ = store
+    for runs in (shapes["grid"], shapes["group"]):
+        assert len(runs) <= plots.MAX_LEGEND
+        assert len(summary.comparison(uri, runs).axes) == 1  # no colour bar
+    assert len(summary.comparison(uri, shapes["optuna"]).axes) == 2
+
+
+def test_whole_experiment_figure_is_not_all_legend(store):
+    shapes, uri, folder = store
+    runs = shapes["experiment"]
+    assert len(runs) == 29
+    fig = summary.comparison(uri, runs)
+    renderer = rendered(fig, "experiment-comparison", folder)
+    assert_inside(fig, renderer)
+    texts = legend_texts(fig)
+    assert set(BACKENDS) <= set(texts)  # line styles by backend
+    assert len(texts) <= 8
+    assert "also varying: optimizer" in fig.axes[0].get_title()
+    assert main_axes(fig).get_window_extent(renderer).width > 0.5 * fig.bbox.width
+    png = folder / "all.png"
+    out = run_command(
+        "gdfit-compare",
+        "--experiment",
+        "gdfit",
+        "--tracking-uri",
+        uri,
+        "--out",
+        str(png),
+        cwd=folder,
+    )
+    assert out.returncode == 0, out.stderr
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_final_loss_against_a_swept_rate(store):
+    shapes, uri, folder = store
+    for shape in ("grid", "optuna"):
+        runs = shapes[shape]
+        figures = summary.versus_figures(runs)
+        assert list(figures) == ["final_loss_vs_optimizer.lr.png"]
+        fig = figures["final_loss_vs_optimizer.lr.png"]
+        renderer = rendered(fig, f"{shape}-final_loss_vs_lr", folder)
+        assert_inside(fig, renderer)
+        loss_ax, gap_ax = fig.axes
+        assert loss_ax.get_xlabel() == "lr" and gap_ax.get_yscale() == "log"
+        finished = [r.data.metrics["final_loss"] for r in runs if r.info.status == "FINISHED"]
+        series = [
+            line
+            for line in loss_ax.get_lines()
+            if line.get_marker() != "x" and not line.get_label().startswith("least-squares")
+        ]
+        plotted = np.concatenate([line.get_ydata() for line in series])
+        assert sorted(plotted) == pytest.approx(sorted(finished))
+        assert "diverged or failed (no final loss)" in legend_texts(fig)
+        assert_short_labels(legend_texts(fig))
+    assert summary.versus_figures(shapes["optuna"])  # x spans two decades: log scale
+    optuna = summary.versus_figures(shapes["optuna"])["final_loss_vs_optimizer.lr.png"]
+    assert optuna.axes[0].get_xscale() == "log"
+
+
+def test_sweep_parent_holds_the_versus_figure(store):
+    shapes, uri, _ = store
+    parent = shapes["optuna"][0].data.tags["mlflow.parentRunId"]
+    names = {a.path for a in MlflowClient(uri).list_artifacts(parent)}
+    assert {"comparison.png", "final_loss_vs_optimizer.lr.png"} <= names
+
+
+def test_loss_marks_the_optimum_and_fit_names_its_run(store, tmp_path):
+    _, uri, folder = store
+    result = train(compose_cfg(uri, "tracking.experiment=single"))
+    loss = plots.loss_figure(result.loss_steps, result.losses, result.optimal_loss)
+    renderer = rendered(loss, "loss", folder)
+    assert_inside(loss, renderer)
+    (line,) = [x for x in loss.axes[0].get_lines() if x.get_label().startswith("least-squares")]
+    assert line.get_ydata()[0] == result.optimal_loss
+    assert legend_texts(loss)[1] == f"least-squares optimum {result.optimal_loss:.6g}"
+
+    x, y = data.make_data(compose_cfg(uri).data)
+    fit = plots.fit_figure(x, y, result.coef, "sin", "numpy-sgd-lr1e-06-seed0")
+    assert_inside(fit, rendered(fit, "fit", folder))
+    assert fit.get_suptitle() == "numpy-sgd-lr1e-06-seed0"
+
+
+def test_fit_frames_show_each_snapshot(store):
+    _, _, folder = store
+    x, y = np.linspace(-np.pi, np.pi, 2000), np.sin(np.linspace(-np.pi, np.pi, 2000))
+    snapshots = [(0, np.array([0.5, -1.0, 0.3, 0.2])), (10, np.array([0.0, 0.8, 0.0, -0.1]))]
+    snapshots.append((5000, np.array([0.0, 0.857, 0.0, -0.0933])))
+    frames = plots.fit_frames(x, y, "sin", snapshots, "numpy-sgd-lr1e-06-seed0")
+    assert [step for step, _ in frames] == [0, 10, 5000]
+    images = [image for _, image in frames]
+    assert all(i.dtype == np.uint8 and i.ndim == 3 and i.shape[2] == 3 for i in images)
+    assert len({i.shape for i in images}) == 1
+    assert all((a != b).any() for a, b in zip(images, images[1:], strict=False))
+    imsave(folder / "frames.png", np.concatenate(images, axis=0))
+    keep(folder / "frames.png")
