@@ -234,8 +234,7 @@ def comparison_figure(
     if scale:
         colours, norm = _colour_scale([c.value for c in curves])
     else:
-        palette = [f"C{k}" for k in range(10)] if len(curves) <= 10 else _tab20()
-        colours = [palette[k % len(palette)] for k in range(len(curves))]
+        colours = [f"C{k % 10}" for k in range(len(curves))]
     handles = []
     for i, c in enumerate(curves):
         s = _every(len(c.steps))
@@ -267,7 +266,7 @@ def comparison_figure(
         # with it (~0.064 in a character at this font size) so the axes keep their width.
         fig.legend(handles=handles, loc="outside right upper", fontsize="small")
         longest = max(len(h.get_label()) for h in handles)
-        fig.set_figwidth(6.5 + 0.6 + 0.064 * longest + (1.2 if scale else 0))
+        fig.set_figwidth(6.5 + 0.6 + 0.064 * longest + (0.9 if scale else 0))
     if title:
         ax.set_title(title, fontsize="medium")
     return fig
@@ -302,12 +301,6 @@ def _mappable(norm):
     return ScalarMappable(norm=norm, cmap="viridis")
 
 
-def _tab20():
-    from matplotlib import colormaps
-
-    return list(colormaps["tab20"].colors)
-
-
 def _style_handles(curves, styles, style_by, together) -> list[Line2D]:
     """Legend entries for what a colour scale leaves unsaid: line styles, stops, coincidences."""
     handles = []
@@ -316,31 +309,10 @@ def _style_handles(curves, styles, style_by, together) -> list[Line2D]:
             handles.append(Line2D([], [], color="0.3", linestyle=dashes, label=group))
     stopped = [c for c in curves if c.ended]
     diverged = sum(c.ended.startswith("diverged") for c in stopped)
-    if diverged:
-        handles.append(
-            Line2D(
-                [],
-                [],
-                color="0.3",
-                marker="x",
-                linestyle=(0, (2, 2)),
-                linewidth=0.9,
-                label=f"diverged ({diverged} run{'s' * (diverged > 1)}; ^ above the range)",
-            )
-        )
-    if len(stopped) > diverged:
-        n = len(stopped) - diverged
-        handles.append(
-            Line2D(
-                [],
-                [],
-                color="0.3",
-                marker="x",
-                linestyle=(0, (2, 2)),
-                linewidth=0.9,
-                label=f"failed or stopped ({n} run{'s' * (n > 1)})",
-            )
-        )
+    for n, what in ((diverged, "diverged"), (len(stopped) - diverged, "failed or stopped")):
+        if n:
+            label = f"{what} ({n} run{'s' * (n > 1)}), marked where it stopped (^: off the top)"
+            handles.append(Line2D([], [], color="0.3", marker="^", lw=0.9, label=label))
     if together:
         n = len(together)
         handles.append(

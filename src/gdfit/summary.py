@@ -1,6 +1,7 @@
 """A table of runs: the settings that differ between them and how each fit ended.
 
-Shared by the sweep's parent run (summary.csv, comparison.png) and `gdfit-compare`.
+Shared by the sweep's parent run (summary.csv, comparison.png, final_loss_vs_<key>.png) and
+`gdfit-compare`.
 """
 
 import csv
@@ -124,10 +125,7 @@ def _value_texts(values: list[str]) -> dict[str, str]:
     """Each distinct param value in short form, with as few digits as keep them distinct."""
     distinct = sorted(set(values))
     for digits in range(3, 18):
-        try:
-            texts = {v: _short_value(v, digits) for v in distinct}
-        except ValueError:
-            return {v: v for v in distinct}
+        texts = {v: _short_value(v, digits) for v in distinct}
         if len(set(texts.values())) == len(distinct):
             return texts
     return {v: v for v in distinct}
