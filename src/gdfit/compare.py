@@ -242,7 +242,7 @@ def fit_to_width(titles, cells, width: int) -> tuple[list[str], list[list[str]],
         return max(len(titles[i]), *(len(row[i]) for row in cells))
 
     def total(keep: list[int]) -> int:
-        return sum(natural(i) for i in keep) + 2 * (len(keep) - 1)
+        return sum(natural(i) for i in keep) + 3 * (len(keep) - 1)  # " | " between columns
 
     keep = list(range(len(titles)))
     settings = [
