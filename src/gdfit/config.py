@@ -1,52 +1,51 @@
 """Typed schema of every gdfit setting, registered with Hydra's ConfigStore.
 
 The YAML files under `conf/` pick values; these dataclasses say which keys exist and of what
-type, so a misspelled key or a wrong type fails when Hydra composes the config. `validate`
-checks what a type cannot (ranges, lengths, names) before any run is created.
+type, so a misspelled key or a wrong type fails when Hydra composes the config. A model, backend
+or update rule whose settings go beyond its group's dataclass below subclasses it as `Settings`
+in its own module; `register` files every option's schema under `schema/<group>/<name>`, out
+of the user's choices, and each `conf/<group>/<name>.yaml` extends its own.
+
+`check_composed` refuses what composing lets through (appended keys no schema has, a group's
+`name` overridden instead of the group chosen); `validate` checks what a type cannot (ranges,
+lengths, combinations) before any run is created.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
+from gdfit import registry
+from gdfit.devices import DEVICES
 from gdfit.errors import ConfigError
 from gdfit.paths import default_store_dir
 
-BACKENDS = ("numpy", "tensor", "autograd")
-OPTIMIZERS = ("sgd", "momentum", "adam")
-DEVICES = ("cpu", "cuda", "auto")
 DTYPES = ("float32", "float64")
-TARGETS = ("sin", "cos", "exp")
-MAX_DEGREE = 20
 
 
 @dataclass
 class BackendConfig:
-    name: str = MISSING  # numpy | tensor | autograd: which implementation runs the fit
+    name: str = MISSING  # a module of gdfit.backends: which implementation runs the fit
     dtype: str = "float64"  # float64 | float32: precision of data, coefficients and loss
 
 
 @dataclass
 class OptimizerConfig:
-    name: str = MISSING  # sgd | momentum | adam: the update rule
+    name: str = MISSING  # a module of gdfit.optimizers: the update rule
     lr: float = 1e-6  # learning rate, > 0; the loss is a *sum* over points, hence the tiny rate
 
 
 @dataclass
-class MomentumConfig(OptimizerConfig):
-    momentum: float = 0.9  # velocity decay, in [0, 1) (torch.optim.SGD's momentum)
-    nesterov: bool = False  # Nesterov's look-ahead form of the update
-
-
-@dataclass
-class AdamConfig(OptimizerConfig):
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # each in [0, 1)
-    eps: float = 1e-8  # added to the denominator, > 0
+class ModelConfig:
+    name: str = MISSING  # a module of gdfit.models: the function of x whose parameters are fitted
+    init: Any = "random"  # "random" (standard normal, seeded) or a list of one number per parameter
 
 
 @dataclass
@@ -56,16 +55,10 @@ class DeviceConfig:
 
 @dataclass
 class DataConfig:
-    n_points: int = 2000  # evenly spaced sample points, >= model.degree + 1
+    n_points: int = 2000  # evenly spaced sample points, at least one per model parameter
     x_min: float = -math.pi  # left end of the interval (inclusive)
     x_max: float = math.pi  # right end of the interval (inclusive), > x_min
-    target: str = "sin"  # sin | cos | exp: the function being fitted
-
-
-@dataclass
-class ModelConfig:
-    degree: int = 3  # polynomial degree; coefficients coef_0..coef_<degree>
-    init: Any = "random"  # "random" (standard normal, seeded) or a list of degree+1 numbers
+    target: str = "sin"  # the function being fitted: a key of gdfit.data.TARGETS
 
 
 @dataclass
@@ -94,18 +87,79 @@ class Config:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
+# Groups whose `name` leaf is the option chosen (`backend=tensor` sets backend.name=tensor).
+CHOSEN_BY_NAME = (*registry.GROUPS, "device")
+
+
+def schema(group: str, name: str) -> type:
+    """The dataclass of option `name` of `group`: its module's `Settings`, else the group's."""
+    return getattr(registry.load(group, name), "Settings", type(getattr(Config(), group)))
+
+
 def register() -> None:
     """Make the schemas known to Hydra: `base_config` (see conf/config.yaml) and one schema per
-    optimizer whose settings go beyond `lr` (see conf/optimizer/*.yaml)."""
+    option, `schema/<group>/<name>`, that conf/<group>/<name>.yaml extends."""
     if not OmegaConf.has_resolver("gdfit_store"):  # used by hydra.sweep.dir in config.yaml
         OmegaConf.register_new_resolver("gdfit_store", lambda: str(default_store_dir()))
     store = ConfigStore.instance()
     store.store(name="base_config", node=Config)
-    store.store(group="optimizer", name="schema_momentum", node=MomentumConfig)
-    store.store(group="optimizer", name="schema_adam", node=AdamConfig)
+    for group in registry.GROUPS:
+        for name in registry.names(group):
+            store.store(group=f"schema/{group}", name=name, node=schema(group, name))
 
 
-def _one_of(key: str, value: str, options: tuple[str, ...]) -> None:
+# ---- after composing: what Hydra lets through ----
+
+
+def check_composed(cfg: DictConfig, choices: Mapping[str, Any]) -> None:
+    """Refuse keys that no schema of the chosen options has (`+train.stpes=100`,
+    `+optimizer.momentum=0.5` with sgd) and a group's name set apart from the group chosen
+    (`backend.name=tensor` keeps numpy's float64: `backend=tensor` is meant). `choices`: Hydra's
+    `runtime.choices`, group -> option."""
+    _unknown_keys(cfg, "")
+    for group in CHOSEN_BY_NAME:
+        name, chosen = cfg[group].name, choices.get(group)
+        if chosen is not None and name != chosen and _is_option(group, name):
+            raise ConfigError(
+                f"{group}.name",
+                f"choose the option with {group}={name}: {group}.name={name} only renames "
+                f"{group}={chosen}, whose settings would stay",
+            )
+
+
+def _is_option(group: str, name: str) -> bool:
+    return name in (registry.names(group) if group in registry.GROUPS else DEVICES)
+
+
+def _unknown_keys(node: DictConfig, prefix: str) -> None:
+    known = [f.name for f in dataclasses.fields(OmegaConf.get_type(node))]
+    for key in node:
+        if key not in known:
+            raise ConfigError(f"{prefix}{key}", _unknown_key_hint(node, prefix, key, known))
+        value = node._get_node(key)
+        if isinstance(value, DictConfig) and dataclasses.is_dataclass(OmegaConf.get_type(value)):
+            _unknown_keys(value, f"{prefix}{key}.")
+
+
+def _unknown_key_hint(node: DictConfig, prefix: str, key: str, known: list[str]) -> str:
+    group = prefix.rstrip(".")
+    if group in registry.GROUPS:
+        fields = {
+            n: {f.name for f in dataclasses.fields(schema(group, n))} for n in registry.names(group)
+        }
+        owners = [f"{group}={n}" for n, names in fields.items() if key in names]
+        if owners:
+            return f"not a setting of {group}={node.name}; {' and '.join(owners)} has it"
+    from gdfit.cli import _nearest  # the same hint Hydra's own unknown-key errors get
+
+    hint = _nearest(f"{prefix}{key}", OmegaConf.get_type(node))
+    return f"no such setting; {hint or f'{key!r} is not one of ' + ', '.join(known)}"
+
+
+# ---- before a run: what a type cannot say ----
+
+
+def _one_of(key: str, value: str, options) -> None:
     if value not in options:
         raise ConfigError(key, f"must be one of {', '.join(options)}", value)
 
@@ -115,62 +169,28 @@ def _finite(key: str, value: float) -> None:
         raise ConfigError(key, "must be a finite number", value)
 
 
-def initial_coefficients(init: Any, degree: int) -> list[float] | None:
-    """`model.init` as a list of degree+1 floats, or None for "random"."""
-    if isinstance(init, str) and init == "random":
-        return None
-    if not isinstance(init, list | tuple | ListConfig):
-        raise ConfigError("model.init", f'must be "random" or a list of {degree + 1} numbers', init)
-    if len(init) != degree + 1:
-        raise ConfigError(
-            "model.init",
-            f"must have degree+1 = {degree + 1} numbers, lowest power first",
-            list(init),
-        )
-    coefs = []
-    for v in init:
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise ConfigError("model.init", "must contain only numbers", list(init))
-        if not math.isfinite(v):
-            raise ConfigError("model.init", "must contain only finite numbers", list(init))
-        coefs.append(float(v))
-    return coefs
-
-
-def _validate_optimizer(opt: DictConfig) -> None:
-    if opt.name == "momentum" and not 0 <= opt.momentum < 1:
-        raise ConfigError("optimizer.momentum", "must be in [0, 1)", opt.momentum)
-    if opt.name == "adam":
-        betas = list(opt.betas)
-        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-            raise ConfigError("optimizer.betas", "must be two numbers, each in [0, 1)", betas)
-        if not (math.isfinite(opt.eps) and opt.eps > 0):
-            raise ConfigError("optimizer.eps", "must be a positive finite number", opt.eps)
-
-
 def validate(cfg: DictConfig) -> None:
     """Check what the types cannot; raise ConfigError on the first bad setting."""
-    _one_of("backend.name", cfg.backend.name, BACKENDS)
+    from gdfit import data, models  # data and models build on this module's schema
+
+    chosen = {}
+    for group in registry.GROUPS:
+        _one_of(f"{group}.name", cfg[group].name, registry.names(group))
+        chosen[group] = registry.load(group, cfg[group].name)
     _one_of("backend.dtype", cfg.backend.dtype, DTYPES)
-    _one_of("optimizer.name", cfg.optimizer.name, OPTIMIZERS)
     _one_of("device.name", cfg.device.name, DEVICES)
-    _one_of("data.target", cfg.data.target, TARGETS)
+    _one_of("data.target", cfg.data.target, tuple(data.TARGETS))
+    _check_combination(cfg, chosen["model"], chosen["backend"])
     lr = cfg.optimizer.lr
     if not (math.isfinite(lr) and lr > 0):
         raise ConfigError("optimizer.lr", "must be a positive finite number", lr)
-    _validate_optimizer(cfg.optimizer)
+    for module in chosen.values():  # each option's own settings (momentum, betas, degree...)
+        if hasattr(module, "check"):
+            module.check(cfg)
     if cfg.train.steps < 1:
         raise ConfigError("train.steps", "must be >= 1", cfg.train.steps)
     if cfg.train.log_every < 1:
         raise ConfigError("train.log_every", "must be >= 1", cfg.train.log_every)
-    if not 0 <= cfg.model.degree <= MAX_DEGREE:
-        raise ConfigError("model.degree", f"must be between 0 and {MAX_DEGREE}", cfg.model.degree)
-    if cfg.data.n_points < cfg.model.degree + 1:
-        raise ConfigError(
-            "data.n_points",
-            f"must be >= model.degree + 1 = {cfg.model.degree + 1}",
-            cfg.data.n_points,
-        )
     _finite("data.x_min", cfg.data.x_min)
     _finite("data.x_max", cfg.data.x_max)
     if not cfg.data.x_min < cfg.data.x_max:
@@ -181,4 +201,26 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("tracking.curve_points", "must be >= 2", cfg.tracking.curve_points)
     if not cfg.tracking.experiment:
         raise ConfigError("tracking.experiment", "must be a non-empty name")
-    initial_coefficients(cfg.model.init, cfg.model.degree)
+    models.given_start(models.build(cfg.model), cfg.model.init)
+
+
+def _check_combination(cfg: DictConfig, model, backend) -> None:
+    """The backend computes gradients the model supports, on a device it runs on."""
+    if backend.GRADIENT not in model.GRADIENTS:
+        able = [n for n in registry.names("backend") if _backend(n).GRADIENT in model.GRADIENTS]
+        raise ConfigError(
+            "backend.name",
+            f"backend={cfg.backend.name} cannot fit model={cfg.model.name}; "
+            f"choose {' or '.join(f'backend={n}' for n in able)}",
+        )
+    if cfg.device.name != "auto" and cfg.device.name not in backend.DEVICES:
+        able = [n for n in registry.names("backend") if cfg.device.name in _backend(n).DEVICES]
+        raise ConfigError(
+            "device.name",
+            f"{cfg.device.name} needs {' or '.join(f'backend={n}' for n in able)} "
+            f"({cfg.backend.name} runs on {', '.join(backend.DEVICES)})",
+        )
+
+
+def _backend(name: str):
+    return registry.load("backend", name)

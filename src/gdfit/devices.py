@@ -2,16 +2,13 @@
 
 from gdfit.errors import ConfigError
 
+DEVICES = ("cpu", "cuda", "auto")  # conf/device/<name>.yaml; auto: cuda when available
 
-def resolve_device(name: str, backend: str) -> str:
-    """'cpu' or 'cuda'. `auto` picks CUDA when a torch backend can use it."""
-    if backend == "numpy":
-        if name == "cuda":
-            raise ConfigError(
-                "device.name", "cuda needs backend=tensor or backend=autograd (numpy runs on cpu)"
-            )
-        return "cpu"
-    if name == "cpu":
+
+def resolve_device(name: str, backend) -> str:
+    """'cpu' or 'cuda' for backend module `backend` (config.validate has checked that it runs
+    on `name`). `auto` picks CUDA when the backend can use it and it is there."""
+    if name == "cpu" or "cuda" not in backend.DEVICES:
         return "cpu"
     import torch
 

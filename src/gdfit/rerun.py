@@ -18,16 +18,15 @@ from pathlib import Path
 
 import numpy as np
 import yaml
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 
-from gdfit import config, tracking
+from gdfit import api, config, tracking
 from gdfit.cli import add_tracking_uri, reported_errors
 from gdfit.errors import Diverged, GdfitError, TrackingError
-from gdfit.paths import conf_dir
-from gdfit.train import train
 
-GROUPS = ("backend", "optimizer", "device")  # config groups whose option the run recorded
+# Groups whose option every gdfit config.yaml has recorded since the first; later groups (model)
+# may be absent from an older run, which had their default option.
+GROUPS = ("backend", "optimizer", "device")
 
 
 class CannotRerun(GdfitError):
@@ -50,9 +49,15 @@ def hydra_value(value) -> str:
 def overrides_for(logged: dict, experiment: str, uri: str, extra: list[str]) -> list[str]:
     """Overrides that rebuild the logged config (group options first, then every leaf), aimed
     at `uri` and `experiment`, then the user's `extra`. A group the user switches (`optimizer=adam`)
-    takes that option's defaults instead of the logged leaves."""
-    switched = {o.split("=", 1)[0] for o in extra if o.split("=", 1)[0] in GROUPS}
-    out = [f"{g}={logged[g]['name']}" for g in GROUPS if g not in switched]
+    takes that option's defaults instead of the logged leaves; a group an older run did not log
+    keeps its default option, the one that run had."""
+    groups = config.CHOSEN_BY_NAME
+    switched = {o.split("=", 1)[0] for o in extra if o.split("=", 1)[0] in groups}
+    out = [
+        f"{g}={logged[g]['name']}"
+        for g in groups
+        if g not in switched and "name" in logged.get(g, {})
+    ]
 
     def leaves(node, prefix):
         for key, value in node.items():
@@ -163,9 +168,7 @@ def rerun_one(uri: str, original, args: argparse.Namespace) -> tuple[int, str, s
     except TrackingError as error:
         raise CannotRerun(f"cannot rerun: {error}") from error
     logged = load_logged(config_text, run_id)
-    config.register()
-    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-        cfg = compose("config", overrides_for(logged, experiment, uri, args.overrides))
+    cfg = api.compose(*overrides_for(logged, experiment, uri, args.overrides))
     cfg.tracking.run_name = rerun_name(original.info.run_name, args.overrides)
     steps, losses = tracking.loss_curve(uri, run_id)
     metrics = original.data.metrics
@@ -178,7 +181,7 @@ def rerun_one(uri: str, original, args: argparse.Namespace) -> tuple[int, str, s
         store = tracking.resolve_uri(cfg.tracking.uri)
         diverged = None
         try:
-            result = train(cfg, overrides=args.overrides, tags={"gdfit.rerun_of": run_id})
+            result = api.run(cfg, overrides=args.overrides, tags={"gdfit.rerun_of": run_id})
             new_id, new = result.run_id, (result.loss_steps, result.losses, result.coef)
         except Diverged as error:  # compare where it diverged, as the original may have
             new_id, diverged = error.run_id, error.step

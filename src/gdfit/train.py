@@ -1,19 +1,23 @@
-"""`gdfit-train`: compose the config, fit the polynomial with the chosen backend, log to MLflow.
+"""`gdfit-train`: fit the model to the data by gradient descent with the chosen backend and update
+rule, and record the run in MLflow.
 
-Reads like the example: data -> initial coefficients -> fit -> log -> plot.
+Reads as the example's story: prepare (data -> model -> start point) -> fit (the loop, its
+curve logged as it goes) -> record (metrics, coefficients, figures). Which model, backend and
+rule run is looked up by name (gdfit.registry); nothing here depends on which.
 """
 
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import ModuleType
 
 import hydra
 import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from gdfit import __version__, backends, config, data, environment
+from gdfit import __version__, backends, config, data, environment, models, registry
 from gdfit.cli import fail, refuse_group_lists, reported_errors, version_line
 from gdfit.console import Reporter
 from gdfit.devices import resolve_device
@@ -26,27 +30,43 @@ DIVERGENCE_FACTOR = 1e6  # a loss above this many times the first loss (or 1) ha
 
 
 @dataclass
+class Problem:
+    """What a fit needs, prepared from the config before any run is created."""
+
+    cfg: DictConfig
+    model: object  # a models.<name>.Model
+    backend: ModuleType
+    device: str  # "cpu" | "cuda"
+    run_name: str
+    x: np.ndarray  # (n_points,) float64
+    y: np.ndarray  # (n_points,) float64, target(x)
+    F: tuple  # the model's features of x, float64
+    p0: np.ndarray  # (n_params,) float64 start point
+    bound: float  # a loss above this has diverged
+
+
+@dataclass
+class Fitted:
+    params: np.ndarray  # (n_params,) float64
+    seconds: float  # the loop alone, without the logging between chunks
+    snapshots: dict[int, np.ndarray]  # step -> parameters after that many updates
+
+
+@dataclass
 class Result:
     run_id: str
-    coef: np.ndarray  # (degree+1,) float64, lowest power first
+    coef: np.ndarray  # (n_params,) float64, the model's param_names order
     loss_steps: np.ndarray  # (n,) the logged steps: every step unless tracking.curve_points thins
     losses: np.ndarray  # (n,) the loss before the update at each of those steps
     final_loss: float
-    optimal_loss: float
+    optimal_loss: float | None  # None for a model without a closed-form optimum
+    cfg: DictConfig | None = None
+    snapshots: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 def default_run_name(cfg: DictConfig) -> str:
     o = cfg.optimizer
     return f"{cfg.backend.name}-{o.name}-lr{o.lr:g}-seed{cfg.train.seed}"
-
-
-def stable_rate(optimizer: DictConfig, X: np.ndarray) -> float | None:
-    """The rate above which this optimizer diverges on this data, where theory gives one."""
-    if optimizer.name == "sgd":
-        return data.stable_lr(X)
-    if optimizer.name == "momentum":  # heavy ball: stable while lr * lambda_max < 2 (1 + m)
-        return data.stable_lr(X) * (1 + optimizer.momentum)
-    return None
 
 
 def first_divergent(losses: np.ndarray, bound: float) -> int | None:
@@ -55,97 +75,163 @@ def first_divergent(losses: np.ndarray, bound: float) -> int | None:
     return int(np.argmax(bad)) if bad.any() else None
 
 
-def train(cfg: DictConfig, overrides: list[str] = (), tags: dict[str, str] | None = None) -> Result:
-    """One tracked run of the fit `cfg` describes; `overrides` (the command line's) and `tags`
-    are recorded with it."""
+# ---- prepare ----
+
+
+def prepare(cfg: DictConfig) -> Problem:
+    """Validate `cfg`, seed, and build the data, the model and its start point."""
     config.validate(cfg)
-    device = resolve_device(cfg.device.name, cfg.backend.name)
+    backend = registry.load("backend", cfg.backend.name)
+    device = resolve_device(cfg.device.name, backend)
+    seed_everything(cfg.train.seed, torch_backend=backend.TORCH)
+    x, y = data.make_data(cfg.data)
+    model = models.build(cfg.model)
+    F = model.features(x)
+    p0 = models.start(model, cfg.model.init, cfg.train.seed)
+    bound = DIVERGENCE_FACTOR * max(float(model.loss(p0, F, y)), 1.0)
+    run_name = cfg.tracking.run_name or default_run_name(cfg)
+    return Problem(cfg, model, backend, device, run_name, x, y, F, p0, bound)
+
+
+# ---- fit ----
+
+
+def fit(problem: Problem, on_chunk: backends.OnChunk, snapshot_steps=()) -> Fitted:
+    """Run the loop, handing each chunk to `on_chunk`; keep the parameters after each of
+    `snapshot_steps` updates (0: the start point; steps past the end are ignored)."""
+    cfg, p = problem.cfg, problem
+    wanted = {s for s in snapshot_steps if 0 <= s <= cfg.train.steps}
+    snapshots = {0: p.p0.copy()} if 0 in wanted else {}
+    outside = 0.0  # seconds spent in on_chunk, kept out of the loop's time
+
+    def watched(start: int, losses: np.ndarray, params: np.ndarray) -> None:
+        nonlocal outside
+        entered = time.perf_counter()
+        on_chunk(start, losses, params)
+        if start + len(losses) in wanted:
+            snapshots[start + len(losses)] = params
+        outside += time.perf_counter() - entered
+
+    with np.errstate(all="ignore"):  # divergence is reported from the losses, not as warnings
+        began = time.perf_counter()
+        params = backends.fit(
+            cfg.backend.name,
+            p.model,
+            p.F,
+            p.y,
+            p.p0,
+            cfg.optimizer,
+            steps=cfg.train.steps,
+            dtype=cfg.backend.dtype,
+            device=p.device,
+            chunk=max(1, min(1000, CHUNK_ELEMENTS // len(p.x))),
+            on_chunk=watched,
+            ends=wanted,
+        )
+        seconds = time.perf_counter() - began - outside
+    return Fitted(params, seconds, snapshots)
+
+
+def watch(problem: Problem, run, reporter: Reporter) -> backends.OnChunk:
+    """The on_chunk of a tracked run: log the curve, print it, stop at divergence."""
+    cfg = problem.cfg
+
+    def on_chunk(start: int, losses: np.ndarray, params: np.ndarray) -> None:
+        bad = first_divergent(losses, problem.bound)
+        kept = losses if bad is None else losses[:bad]
+        run.curve.add(start, kept)
+        reporter.chunk(start, kept)
+        if bad is not None:
+            run.set_tags({"gdfit.diverged_at_step": start + bad})
+            raise Diverged(start + bad, float(losses[bad]), cfg.optimizer.lr, stable_rate(problem))
+
+    return on_chunk
+
+
+def stable_rate(problem: Problem) -> float | None:
+    """The rate above which the rule diverges on this data, where theory gives one."""
+    curvature = problem.model.curvature(problem.F)
+    if curvature is None:
+        return None
+    rule = registry.load("optimizer", problem.cfg.optimizer.name)
+    return rule.stable_lr(curvature, problem.cfg.optimizer)
+
+
+# ---- record ----
+
+
+def record(run, problem: Problem, fitted: Fitted) -> Result:
+    """Log what the fit came to: metrics, coefficients, figures; return it as a Result."""
+    from gdfit import plots
+
+    model, F, y, params = problem.model, problem.F, problem.y, fitted.params
+    final_loss = float(model.loss(params, F, y))
+    optimum = model.optimum(F, y)
+    optimal_loss = None if optimum is None else float(model.loss(optimum, F, y))
+    coefficients = {name: float(v) for name, v in zip(model.param_names, params, strict=True)}
+    metrics = {"final_loss": final_loss}
+    if optimal_loss is not None:
+        metrics |= {"optimal_loss": optimal_loss, "loss_gap": final_loss - optimal_loss}
+    metrics |= coefficients
+    metrics["train_seconds"] = fitted.seconds
+    metrics["steps_per_second"] = problem.cfg.train.steps / fitted.seconds
+    run.curve.flush()
+    run.log_metrics(metrics)
+    run.log_dict(coefficients, "coefficients.json")
+    target = problem.cfg.data.target
+    run.log_figure(plots.fit_figure(problem.x, y, params, target, problem.run_name), "fit.png")
+    loss_steps, losses = np.array(run.curve.kept_steps), np.array(run.curve.kept_losses)
+    run.log_figure(plots.loss_figure(loss_steps, losses, optimal_loss), "loss.png")
+    return Result(
+        run.run_id,
+        params,
+        loss_steps,
+        losses,
+        final_loss,
+        optimal_loss,
+        problem.cfg,
+        fitted.snapshots,
+    )
+
+
+# ---- one tracked run ----
+
+
+def train(
+    cfg: DictConfig,
+    overrides: list[str] = (),
+    tags: dict[str, str] | None = None,
+    snapshot_steps=(),
+) -> Result:
+    """One tracked run of the fit `cfg` describes; `overrides` (the command line's) and `tags`
+    are recorded with it. `snapshot_steps`: keep the parameters after these many updates."""
+    problem = prepare(cfg)
     # Imported once the settings are known to be good: MLflow and matplotlib take ~1.3 s to
     # import, which a mistyped setting should not have to wait for.
-    from gdfit import plots, tracking
-
-    seed_everything(cfg.train.seed, torch_backend=cfg.backend.name != "numpy")
-
-    x, y = data.make_data(cfg.data)
-    X = data.design_matrix(x, cfg.model.degree)
-    coef0 = data.start_coefficients(cfg.model, cfg.train.seed)
-    fit = backends.load(cfg.backend.name).fit
-    steps = cfg.train.steps
-    chunk = max(1, min(1000, CHUNK_ELEMENTS // cfg.data.n_points))
-    bound = DIVERGENCE_FACTOR * max(data.sum_squared_error(X, y, coef0), 1.0)
+    from gdfit import tracking
 
     git = environment.git_state()
-    env = environment.describe(device, list(overrides), git)
+    env = environment.describe(problem.device, list(overrides), git)
     tags = {
         "gdfit.backend": cfg.backend.name,
-        "gdfit.device": device,
+        "gdfit.device": problem.device,
         "gdfit.version": __version__,
         **environment.tags(env),
         **environment.git_tags(git),
         **(tags or {}),
     }
-    run_name = cfg.tracking.run_name or default_run_name(cfg)
+    run_name = problem.run_name
     with tracking.tracked_run(cfg, run_name, tags) as run:
         run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         run.log_dict(env, "environment.json")
         if env["git"]["dirty"]:
             run.log_text(git["diff"], "git.diff")
+        with Reporter(cfg.train.steps, cfg.train.log_every, run_name) as reporter:
+            fitted = fit(problem, watch(problem, run, reporter), snapshot_steps)
+        result = record(run, problem, fitted)
 
-        logging_seconds = 0.0  # time spent in on_chunk, kept out of train_seconds
-
-        def on_chunk(start: int, chunk_losses: np.ndarray) -> None:
-            nonlocal logging_seconds
-            entered = time.perf_counter()
-            bad = first_divergent(chunk_losses, bound)
-            kept = chunk_losses if bad is None else chunk_losses[:bad]
-            run.curve.add(start, kept)
-            reporter.chunk(start, kept)
-            if bad is not None:
-                run.set_tags({"gdfit.diverged_at_step": start + bad})
-                raise Diverged(
-                    start + bad,
-                    float(chunk_losses[bad]),
-                    cfg.optimizer.lr,
-                    stable_rate(cfg.optimizer, X),
-                )
-            logging_seconds += time.perf_counter() - entered
-
-        with Reporter(steps, cfg.train.log_every, run_name) as reporter, np.errstate(all="ignore"):
-            began = time.perf_counter()
-            optimizer = OmegaConf.to_container(cfg.optimizer)
-            coef = fit(
-                X,
-                y,
-                coef0,
-                optimizer=optimizer,
-                steps=steps,
-                dtype=cfg.backend.dtype,
-                device=device,
-                chunk=chunk,
-                on_chunk=on_chunk,
-            )
-            seconds = time.perf_counter() - began - logging_seconds  # the loop alone
-
-        final_loss = data.sum_squared_error(X, y, coef)
-        optimal_loss = data.sum_squared_error(X, y, data.least_squares(X, y))
-        run.curve.flush()
-        run.log_metrics(
-            {
-                "final_loss": final_loss,
-                "optimal_loss": optimal_loss,
-                "loss_gap": final_loss - optimal_loss,
-                **{f"coef_{k}": c for k, c in enumerate(coef)},
-                "train_seconds": seconds,
-                "steps_per_second": steps / seconds,
-            }
-        )
-        run.log_dict({f"coef_{k}": float(c) for k, c in enumerate(coef)}, "coefficients.json")
-        run.log_figure(plots.fit_figure(x, y, coef, cfg.data.target, run_name), "fit.png")
-        loss_steps, losses = np.array(run.curve.kept_steps), np.array(run.curve.kept_losses)
-        run.log_figure(plots.loss_figure(loss_steps, losses, optimal_loss), "loss.png")
-
-    print("Result: " + plots.polynomial_text(coef), flush=True)
-    return Result(run.run_id, coef, loss_steps, losses, final_loss, optimal_loss)
+    print("Result: " + problem.model.describe(fitted.params), flush=True)
+    return result
 
 
 config.register()
@@ -153,13 +239,17 @@ config.register()
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
 def hydra_main(cfg: DictConfig) -> float:
-    """Hands the composed config to `train`. A failed single run exits with its one-line error;
-    in a sweep a failed job reports and returns +inf (what the Optuna sweeper needs) so that
-    the other jobs go on."""
+    """Hands the composed config to `api.run`. A failed single run exits with its one-line
+    error; in a sweep a failed job reports and returns +inf (what the Optuna sweeper needs) so
+    that the other jobs go on."""
+    from gdfit import api
+
+    hydra_cfg = HydraConfig.get()
     try:
-        return train(cfg, overrides=list(HydraConfig.get().overrides.task)).final_loss
+        config.check_composed(cfg, hydra_cfg.runtime.choices)
+        return api.run(cfg, overrides=list(hydra_cfg.overrides.task)).final_loss
     except GdfitError as error:
-        if HydraConfig.get().mode.name != "MULTIRUN":
+        if hydra_cfg.mode.name != "MULTIRUN":
             fail(error)
         print(f"gdfit: error: {error}", flush=True)
         return math.inf

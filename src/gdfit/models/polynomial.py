@@ -1,0 +1,79 @@
+"""The example's model: y = a + b x + c x^2 + d x^3 (any degree), linear in its coefficients.
+
+The example computes the powers of x at every step; here they are computed once, as the columns
+of the design matrix X, so the prediction is X @ coef and the gradient X.T @ (2 residual):
+two matrix-vector products a step. Being linear, the model has a closed-form optimum (least
+squares) and a constant curvature, which give `optimal_loss`, `loss_gap` and the stable rate.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gdfit.config import ModelConfig
+from gdfit.errors import ConfigError
+
+GRADIENTS = ("hand", "autograd")
+MAX_DEGREE = 20
+
+
+@dataclass
+class Settings(ModelConfig):
+    degree: int = 3  # polynomial degree, 0..20; coefficients coef_0..coef_<degree>
+
+
+def check(cfg) -> None:
+    degree = cfg.model.degree
+    if not 0 <= degree <= MAX_DEGREE:
+        raise ConfigError("model.degree", f"must be between 0 and {MAX_DEGREE}", degree)
+    if cfg.data.n_points < degree + 1:
+        raise ConfigError(
+            "data.n_points", f"must be >= model.degree + 1 = {degree + 1}", cfg.data.n_points
+        )
+
+
+class Model:
+    def __init__(self, settings):
+        self.degree = settings.degree
+        self.param_names = [f"coef_{k}" for k in range(self.degree + 1)]
+        self.init_hint = f"degree+1 = {self.degree + 1} numbers, lowest power first"
+
+    def init(self, rng: np.random.Generator) -> np.ndarray:
+        return rng.standard_normal(self.degree + 1)
+
+    def features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """X (n_points, degree+1), column k holding x**k, and its transpose (a view).
+
+        Column-major, so both X @ coef and X.T @ r read contiguous memory without a copy.
+        """
+        X = np.empty((len(x), self.degree + 1), order="F")
+        for k in range(self.degree + 1):
+            X[:, k] = x**k  # the example's own powers: x, x ** 2, x ** 3
+        return X, X.T
+
+    def predict(self, coef, F):
+        return F[0] @ coef
+
+    def loss(self, coef, F, y):
+        residual = F[0] @ coef - y  # y_pred - y, (n,)
+        return residual @ residual  # the sum of squared errors
+
+    def loss_grad(self, coef, F, y):
+        X, Xt = F
+        residual = X @ coef - y
+        return residual @ residual, Xt @ (2.0 * residual)  # loss, d loss / d coef
+
+    def optimum(self, F, y) -> np.ndarray:
+        """The coefficients gradient descent converges to (least squares, via lstsq)."""
+        return np.linalg.lstsq(F[0], y, rcond=None)[0]
+
+    def curvature(self, F) -> float:
+        """The largest eigenvalue of the Hessian 2 X^T X; it grows as n_points."""
+        X = F[0]
+        return float(np.linalg.eigvalsh(2.0 * X.T @ X)[-1])
+
+    def describe(self, coef) -> str:
+        """`y = a + b x + c x^2 + ...` as the example prints it, at full precision."""
+        terms = [f"{float(c)}" for c in coef]
+        powers = ["", " x"] + [f" x^{k}" for k in range(2, len(terms))]
+        return "y = " + " + ".join(t + p for t, p in zip(terms, powers, strict=False))
