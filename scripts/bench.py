@@ -4,7 +4,7 @@
     .venv/bin/python scripts/bench.py --quick    # the same code paths in ~1 minute (CI)
     .venv/bin/python scripts/bench.py --device cuda --only loops,scale   # on a GPU machine
 
-1. loops: the example's three loops exactly as the tutorial writes them (src/gdfit/seed.py)
+1. loops: the example's three loops exactly as the tutorial writes them (src/gdfit/reference.py)
    against gdfit's backends on the same data, start point and steps; µs per step, speed-up,
    and a check that the curves agree. Then every optimizer on every backend.
 2. processes: the default `gdfit-train` against a minimal hand-written script doing the same
@@ -26,10 +26,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from gdfit import backends, data, seed
+from gdfit import backends, config, models, reference
 from gdfit.environment import cpu_name
 
 BIN = Path(sys.executable).parent
@@ -94,18 +95,27 @@ def table(title: str, columns: list[str], rows: list[list]) -> None:
 # ---- 1. loops ------------------------------------------------------------------------------
 
 
-def gdfit_fit(name, X, y, coef0, steps, dtype, device, optimizer):
+def rule(name: str, **values):
+    """The `optimizer.*` settings of rule `name`, as a run composes them."""
+    return OmegaConf.structured(config.schema("optimizer", name)(name=name, **values))
+
+
+MODEL = models.build(OmegaConf.structured(config.schema("model", "polynomial")(name="polynomial")))
+
+
+def gdfit_fit(name, F, y, coef0, steps, dtype, device, optimizer):
     losses = np.empty(steps)
 
-    def keep(start, chunk):
+    def keep(start, chunk, params):
         losses[start : start + len(chunk)] = chunk
 
-    fit = backends.load(name).fit
-    coef = fit(
-        X,
+    coef = backends.fit(
+        name,
+        MODEL,
+        F,
         y,
         coef0,
-        optimizer=optimizer,
+        optimizer,
         steps=steps,
         dtype=dtype,
         device=device,
@@ -118,14 +128,14 @@ def gdfit_fit(name, X, y, coef0, steps, dtype, device, optimizer):
 def bench_loops(steps: int, reps: int, device: str) -> None:
     x = np.linspace(-np.pi, np.pi, 2000)
     y = np.sin(x)
-    X = data.design_matrix(x, 3)
+    X = MODEL.features(x)
     coef0 = np.random.default_rng(0).standard_normal(4)
-    sgd = {"name": "sgd", "lr": 1e-6}
+    sgd = rule("sgd", lr=1e-6)
     rows = []
     for name, dtype in (("numpy", "float64"), ("tensor", "float32"), ("autograd", "float32")):
         dev = "cpu" if name == "numpy" else device
         kw = {} if name == "numpy" else {"dtype": dtype, "device": dev}
-        ref_loop = seed.LOOPS[name]
+        ref_loop = reference.LOOPS[name]
         ref_losses, _ = ref_loop(x, y, coef0, steps=steps, **kw)  # warm-up and reference
         ours_losses, _ = gdfit_fit(name, X, y, coef0, steps, dtype, dev, sgd)
         ref_t, ours_t = [], []
@@ -153,8 +163,8 @@ def bench_loops(steps: int, reps: int, device: str) -> None:
 
     optimizers = {
         "sgd": sgd,
-        "momentum": {"name": "momentum", "lr": 1e-6, "momentum": 0.9, "nesterov": False},
-        "adam": {"name": "adam", "lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-8},
+        "momentum": rule("momentum", lr=1e-6, momentum=0.9, nesterov=False),
+        "adam": rule("adam", lr=1e-2, betas=[0.9, 0.999], eps=1e-8),
     }
     rows = []
     for name, dtype in (("numpy", "float64"), ("tensor", "float32"), ("autograd", "float32")):
@@ -268,11 +278,11 @@ def bench_scale(sizes: list[int], long_steps: int, reps: int, device: str, folde
     rows = []
     for n in sizes:
         x = np.linspace(-np.pi, np.pi, n)
-        X, y = data.design_matrix(x, 3), np.sin(x)
+        X, y = MODEL.features(x), np.sin(x)
         coef0 = np.random.default_rng(0).standard_normal(4)
         steps = int(max(5, min(2000, 2e7 // n)))
         # The loss is a sum over points, so the stable rate shrinks as 1/n: keep lr*n fixed.
-        opt = {"name": "sgd", "lr": 1e-6 * 2000 / n}
+        opt = rule("sgd", lr=1e-6 * 2000 / n)
         row = [f"{n:,}", str(steps)]
         for name, dtype in (("numpy", "float64"), ("tensor", "float32"), ("autograd", "float32")):
             dev = "cpu" if name == "numpy" else device
@@ -285,7 +295,7 @@ def bench_scale(sizes: list[int], long_steps: int, reps: int, device: str, folde
             [
                 str(BIN / "gdfit-train"),
                 f"data.n_points={n}",
-                f"optimizer.lr={opt['lr']}",
+                f"optimizer.lr={opt.lr}",
                 "train.steps=5",
                 f"tracking.uri={uri}",
             ],

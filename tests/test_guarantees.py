@@ -4,16 +4,19 @@ synchronisation in the torch backends, no per-point logging calls."""
 import numpy as np
 import pytest
 import torch
+from fitting import fit_curve, rule
 from mlflow.tracking import MlflowClient
 
-from gdfit import backends, data
+from gdfit import registry
+from gdfit.optimizers import adam
 from gdfit.train import train
 
 SYNCING = ("cpu", "item", "tolist", "numpy", "__float__", "__bool__", "__int__")
+TORCH_BACKENDS = [n for n in registry.names("backend") if registry.load("backend", n).TORCH]
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
-@pytest.mark.parametrize("name", ["tensor", "autograd"])
+@pytest.mark.parametrize("optimizer", registry.names("optimizer"))
+@pytest.mark.parametrize("name", TORCH_BACKENDS)
 def test_torch_backends_reach_the_host_once_per_chunk(name, optimizer, monkeypatch):
     calls = []
     for method in SYNCING:
@@ -25,26 +28,18 @@ def test_torch_backends_reach_the_host_once_per_chunk(name, optimizer, monkeypat
 
         monkeypatch.setattr(torch.Tensor, method, counting)
     x = np.linspace(-np.pi, np.pi, 200)
-    settings = {
-        "sgd": {"name": "sgd", "lr": 1e-5},
-        "momentum": {"name": "momentum", "lr": 1e-5, "momentum": 0.9, "nesterov": True},
-        "adam": {"name": "adam", "lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8},
-    }
-    chunks = []
-    backends.load(name).fit(
-        data.design_matrix(x, 3),
-        np.sin(x),
+    _, _, seen = fit_curve(
+        name,
         np.zeros(4),
-        optimizer=settings[optimizer],
         steps=1000,
-        dtype="float32",
-        device="cpu",
+        settings=rule(optimizer, lr=1e-5),
         chunk=250,
-        on_chunk=lambda start, losses: chunks.append(start),
+        x=x,
+        y=np.sin(x),
     )
-    assert chunks == [0, 250, 500, 750]
-    # one copy of the losses per chunk (.cpu + .numpy) and one of the final coefficients
-    assert calls.count("cpu") == 5 and calls.count("numpy") == 5
+    assert sorted(seen) == [250, 500, 750, 1000]
+    # one copy to the host per chunk (.cpu + .numpy), losses and parameters together
+    assert calls.count("cpu") == 4 and calls.count("numpy") == 4
     if (name, optimizer) == ("autograd", "adam"):
         # torch.optim.Adam reads its step counter with .item(); on the CPU that reads host memory
         # and waits for nothing, on CUDA the backend makes it capturable (see the next test).
@@ -53,13 +48,11 @@ def test_torch_backends_reach_the_host_once_per_chunk(name, optimizer, monkeypat
 
 
 def test_adam_keeps_its_step_counter_on_the_gpu():
-    from gdfit.backends.autograd_backend import torch_optimizer
-
-    adam = {"name": "adam", "lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8}
+    settings = rule("adam")
     off_cpu = torch.zeros(4, device="meta", requires_grad=True)
-    assert torch_optimizer(adam, off_cpu).defaults["capturable"] is True
+    assert adam.torch_optimizer(settings, [off_cpu]).defaults["capturable"] is True
     on_cpu = torch.zeros(4, requires_grad=True)
-    assert torch_optimizer(adam, on_cpu).defaults["capturable"] is False
+    assert adam.torch_optimizer(settings, [on_cpu]).defaults["capturable"] is False
 
 
 def test_the_curve_is_sent_in_batches_not_per_point(make_cfg, monkeypatch):

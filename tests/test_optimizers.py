@@ -1,38 +1,39 @@
-"""SGD, momentum and Adam: the same numbers from every backend, and the same as torch.optim."""
+"""Every update rule: the same numbers from every backend, and the same as torch.optim."""
 
 import numpy as np
 import pytest
 import torch
+from fitting import X_DATA, Y_DATA, fit_curve, polynomial, rule
 
-from gdfit import backends, data
+from gdfit import registry
 from gdfit.train import train
 
-X_DATA = np.linspace(-np.pi, np.pi, 2000)
-Y_DATA = np.sin(X_DATA)
 START = np.random.default_rng(3).standard_normal(4)
 
-SETTINGS = {
-    "sgd": {"name": "sgd", "lr": 1e-6},
-    "momentum": {"name": "momentum", "lr": 1e-6, "momentum": 0.9, "nesterov": False},
-    "nesterov": {"name": "momentum", "lr": 2e-7, "momentum": 0.8, "nesterov": True},
-    "adam": {"name": "adam", "lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-8},
-    "adam-default": {"name": "adam", "lr": 1e-3, "betas": [0.9, 0.999], "eps": 1e-8},
+# Each rule's cases: (rule, its settings, the torch.optim class that is its reference).
+CASES = {
+    "sgd": ("sgd", {"lr": 1e-6}, torch.optim.SGD),
+    "momentum": ("momentum", {"lr": 1e-6, "momentum": 0.9, "nesterov": False}, torch.optim.SGD),
+    "nesterov": ("momentum", {"lr": 2e-7, "momentum": 0.8, "nesterov": True}, torch.optim.SGD),
+    "adam": ("adam", {"lr": 1e-2, "betas": [0.9, 0.999], "eps": 1e-8}, torch.optim.Adam),
+    "adam-default": ("adam", {"lr": 1e-3}, torch.optim.Adam),
     # Near the optimum Adam's steps act like lr * sign(grad), so any two implementations part
     # there (rounding grows ~10x per step); with these betas that starts after step ~1800.
-    "adam-betas": {"name": "adam", "lr": 3e-3, "betas": [0.8, 0.99], "eps": 1e-6},
+    "adam-betas": ("adam", {"lr": 3e-3, "betas": [0.8, 0.99], "eps": 1e-6}, torch.optim.Adam),
 }
 
 
-def torch_optim_curve(settings: dict, steps: int) -> np.ndarray:
-    """The reference: torch.optim's own SGD / Adam on the same problem, float64."""
-    w = torch.tensor(START, requires_grad=True)
-    X = torch.as_tensor(data.design_matrix(X_DATA, 3))
-    y = torch.as_tensor(Y_DATA)
+def torch_optim_curve(case: str, steps: int) -> np.ndarray:
+    """The reference: torch.optim's own rule on the same problem, float64."""
+    name, values, optimizer = CASES[case]
+    settings = rule(name, **values)
     kw = {k: v for k, v in settings.items() if k != "name"}
-    if settings["name"] == "adam":
-        opt = torch.optim.Adam([w], **{**kw, "betas": tuple(kw["betas"])})
-    else:
-        opt = torch.optim.SGD([w], **kw)
+    if "betas" in kw:
+        kw["betas"] = tuple(kw["betas"])
+    w = torch.tensor(START, requires_grad=True)
+    X = torch.as_tensor(np.vander(X_DATA, 4, increasing=True))
+    y = torch.as_tensor(Y_DATA)
+    opt = optimizer([w], **kw)
     losses = []
     for _ in range(steps):
         loss = ((X @ w - y) ** 2).sum()
@@ -43,43 +44,28 @@ def torch_optim_curve(settings: dict, steps: int) -> np.ndarray:
     return np.array(losses)
 
 
-def backend_curve(name: str, settings: dict, steps: int) -> np.ndarray:
-    losses = np.empty(steps)
-
-    def on_chunk(start, chunk_losses):
-        losses[start : start + len(chunk_losses)] = chunk_losses
-
-    fit = backends.load(name).fit
-    fit(
-        data.design_matrix(X_DATA, 3),
-        Y_DATA,
-        START,
-        optimizer=settings,
-        steps=steps,
-        dtype="float64",
-        device="cpu",
-        chunk=250,
-        on_chunk=on_chunk,
-    )
-    return losses
+def test_every_rule_has_a_reference_case():
+    assert {name for name, _, _ in CASES.values()} == set(registry.names("optimizer"))
 
 
-@pytest.mark.parametrize("rule", SETTINGS)
-def test_every_backend_matches_torch_optim_at_every_step(rule):
-    reference = torch_optim_curve(SETTINGS[rule], steps=1500)
+@pytest.mark.parametrize("backend", registry.names("backend"))
+@pytest.mark.parametrize("case", CASES)
+def test_every_backend_matches_torch_optim_at_every_step(case, backend):
+    reference = torch_optim_curve(case, steps=1500)
     assert reference[-1] < reference[0] / 10  # the setting really trains
-    for name in backends.names():
-        curve = backend_curve(name, SETTINGS[rule], steps=1500)
-        np.testing.assert_allclose(curve, reference, rtol=1e-6, err_msg=f"{name} vs torch.optim")
+    name, values, _ = CASES[case]
+    curve, _, _ = fit_curve(backend, START, steps=1500, settings=rule(name, **values), chunk=250)
+    np.testing.assert_allclose(curve, reference, rtol=1e-6)
 
 
 def test_momentum_and_adam_reach_the_optimum_faster_than_plain_sgd():
-    optimal = data.sum_squared_error(
-        data.design_matrix(X_DATA, 3),
-        Y_DATA,
-        data.least_squares(data.design_matrix(X_DATA, 3), Y_DATA),
-    )
-    gaps = {rule: backend_curve("numpy", SETTINGS[rule], 3000)[-1] - optimal for rule in SETTINGS}
+    model = polynomial()
+    F = model.features(X_DATA)
+    optimal = model.loss(model.optimum(F, Y_DATA), F, Y_DATA)
+    gaps = {}
+    for case, (name, values, _) in CASES.items():
+        curve, _, _ = fit_curve("numpy", START, steps=3000, settings=rule(name, **values))
+        gaps[case] = curve[-1] - optimal
     assert gaps["momentum"] < gaps["sgd"] / 1000
     assert gaps["adam"] < gaps["sgd"] / 10
 

@@ -12,6 +12,8 @@ import torch
 from conftest import BIN, run_command, wait_for_curve
 from mlflow.tracking import MlflowClient
 
+from gdfit import api
+from gdfit.errors import ConfigError
 from gdfit.train import train
 
 GDFIT_TRAIN = str(BIN / "gdfit-train")
@@ -34,14 +36,29 @@ BAD_SETTINGS = [
     (["model.init=[1,2,3,nan]"], 2, "model.init: must contain only finite numbers"),
     (["model.init=zeros"], 2, 'model.init: must be "random" or a list of 4 numbers'),
     (["backend=jax"], 2, "backend=jax: unknown option; choose one of autograd, numpy, tensor"),
-    (["optimizer=rmsprop"], 2, "optimizer=rmsprop: unknown option; choose one of adam, momentum"),
+    # only real options are offered, never the schemas behind them
+    (["optimizer=Adam"], 2, "optimizer=Adam: unknown option; choose one of adam, momentum"),
     (["device=tpu"], 2, "device=tpu: unknown option; choose one of auto, cpu, cuda"),
     (["backend.dtype=float16"], 2, "backend.dtype: must be one of float32, float64"),
     (["trian.steps=3"], 2, "trian: no such setting; 'trian' is not one of backend, optimizer"),
     (["optimizer=momentum", "optimizer.momentum=1"], 2, "optimizer.momentum: must be in [0, 1)"),
     (["optimizer=adam", "optimizer.betas=[0.9]"], 2, "optimizer.betas: must be two numbers"),
     (["optimizer=adam", "optimizer.eps=0"], 2, "optimizer.eps: must be a positive finite"),
-    (["device=cuda"], 2, "device.name: cuda needs backend=tensor or backend=autograd"),
+    (["device=cuda"], 2, "device.name: cuda needs backend=autograd or backend=tensor (numpy"),
+    # what composing lets through: a group's name set apart from the group, appended keys
+    (["backend.name=tensor"], 2, "backend.name: choose the option with backend=tensor:"),
+    (
+        ["+optimizer.momentum=0.5"],
+        2,
+        "optimizer.momentum: not a setting of optimizer=sgd; optimizer=momentum has it",
+    ),
+    (
+        ["+train.stpes=100"],
+        2,
+        "train.stpes: no such setting; 'stpes' is not one of steps, log_every, seed; "
+        "did you mean train.steps?",
+    ),
+    (["+foo=1"], 2, "foo: no such setting; 'foo' is not one of backend, optimizer"),
 ]
 
 
@@ -59,13 +76,18 @@ def test_bad_setting_is_one_line_before_any_run(overrides, code, message, tmp_pa
     assert "Traceback" not in out.stderr + out.stdout
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert out.stderr.startswith("gdfit: error: " + message), out.stderr
+    assert "schema" not in out.stderr
     assert not (tmp_path / "mlflow.db").exists()  # no store touched, so no run created
+
+
+def test_the_api_refuses_what_the_command_refuses():
+    with pytest.raises(ConfigError) as refused:
+        api.compose("+train.stpes=100")
+    assert str(refused.value).startswith("train.stpes: no such setting")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message when CUDA is absent")
 def test_cuda_without_cuda_names_cuda(make_cfg):
-    from gdfit.errors import ConfigError
-
     with pytest.raises(ConfigError, match="device.name: cuda is not available"):
         train(make_cfg("backend=tensor", "device=cuda"))
 
@@ -92,7 +114,8 @@ def test_divergence_fails_the_run_and_keeps_the_curve(backend, tmp_path):
     (run,) = runs(uri)
     assert run.info.status == "FAILED"
     step = int(run.data.tags["gdfit.diverged_at_step"])
-    assert f"diverged at step {step} " in out.stderr and f"run {run.info.run_id} ended FAILED"
+    assert f"diverged at step {step} " in out.stderr
+    assert f"run {run.info.run_id} ended FAILED" in out.stderr
     curve = MlflowClient(uri).get_metric_history(run.info.run_id, "loss")
     assert [m.step for m in curve] == list(range(step))
 

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import yaml
 
-from gdfit import data, seed, tracking
+from gdfit import api, data, reference, tracking
 from gdfit.train import train
 
 
-def test_default_config_has_the_documented_keys(make_cfg):
-    cfg = make_cfg()
+def test_default_config_has_the_documented_keys():
+    cfg = api.compose()
+    assert cfg.model.name == "polynomial"
     assert cfg.backend.name == "numpy" and cfg.backend.dtype == "float64"
     assert cfg.optimizer.name == "sgd" and cfg.optimizer.lr == 1e-6
     assert cfg.device.name == "cpu"
@@ -21,9 +22,9 @@ def test_default_config_has_the_documented_keys(make_cfg):
     assert cfg.data.x_min == -math.pi and cfg.data.x_max == math.pi
     assert cfg.model.degree == 3 and cfg.model.init == "random"
     assert (cfg.train.steps, cfg.train.log_every, cfg.train.seed) == (5000, 100, 0)
-    assert cfg.tracking.experiment.startswith("test-")  # conftest isolates each test
-    assert make_cfg("backend=tensor").backend.dtype == "float32"
-    assert make_cfg("backend=autograd").backend.dtype == "float32"
+    assert cfg.tracking.experiment == "gdfit" and cfg.tracking.uri is None
+    assert api.compose("backend=tensor").backend.dtype == "float32"
+    assert api.compose("backend=autograd").backend.dtype == "float32"
 
 
 @pytest.mark.parametrize("backend", ["numpy", "tensor", "autograd"])
@@ -42,6 +43,7 @@ def test_run_records_params_metrics_tags_and_artifacts(make_cfg, client, backend
     assert {"backend.dtype", "device.name", "data.n_points", "model.degree", "train.seed"} <= set(
         params
     )
+    assert params["model.name"] == "polynomial"
 
     metrics = run.data.metrics
     curve = client.get_metric_history(run.info.run_id, "loss")
@@ -50,6 +52,8 @@ def test_run_records_params_metrics_tags_and_artifacts(make_cfg, client, backend
     assert metrics["final_loss"] == pytest.approx(result.final_loss)
     assert metrics["loss_gap"] == pytest.approx(metrics["final_loss"] - metrics["optimal_loss"])
     assert metrics["loss_gap"] > 0
+    assert metrics["optimal_loss"] == pytest.approx(result.optimal_loss)
+    assert result.optimal_loss == pytest.approx(8.817, abs=1e-3)  # the example's floor
     assert [metrics[f"coef_{k}"] for k in range(4)] == pytest.approx(result.coef)
     assert metrics["train_seconds"] > 0
     assert metrics["steps_per_second"] == pytest.approx(300 / metrics["train_seconds"])
@@ -75,7 +79,7 @@ def test_default_numpy_run_is_the_example(make_cfg):
     result = train(cfg)
     x, y = data.make_data(cfg.data)
     coef0 = np.random.default_rng(0).standard_normal(4)
-    ref_losses, ref_coef = seed.numpy_loop(x, y, coef0, steps=400)
+    ref_losses, ref_coef = reference.numpy_loop(x, y, coef0, steps=400)
     np.testing.assert_allclose(result.losses, ref_losses, rtol=1e-12)
     np.testing.assert_allclose(result.coef, ref_coef, rtol=1e-11)
 
@@ -120,3 +124,18 @@ def test_tracking_uri_setting_beats_environment_beats_default(monkeypatch):
 def test_run_name_setting_is_used(make_cfg, client):
     result = train(make_cfg("train.steps=1", "tracking.run_name=my-run"))
     assert client.get_run(result.run_id).info.run_name == "my-run"
+
+
+def test_snapshots_hold_the_fit_after_the_steps_asked_for(make_cfg):
+    cfg = make_cfg("train.steps=300")
+    result = train(cfg, snapshot_steps=[0, 10, 100, 250, 300, 1000])
+    assert sorted(result.snapshots) == [0, 10, 100, 250, 300]
+    x, y = data.make_data(cfg.data)
+    coef0 = np.random.default_rng(0).standard_normal(4)
+    assert np.array_equal(result.snapshots[0], coef0)
+    for step in (10, 100, 250):
+        _, ref_coef = reference.numpy_loop(x, y, coef0, steps=step)
+        np.testing.assert_allclose(result.snapshots[step], ref_coef, rtol=1e-11)
+    assert np.array_equal(result.snapshots[300], result.coef)
+    # snapshots do not change the run: the same fit without them ends bit-identical
+    assert np.array_equal(train(cfg).coef, result.coef)
