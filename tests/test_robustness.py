@@ -52,12 +52,7 @@ BAD_SETTINGS = [
         2,
         "optimizer.momentum: not a setting of optimizer=sgd; optimizer=momentum has it",
     ),
-    (
-        ["+train.stpes=100"],
-        2,
-        "train.stpes: no such setting; 'stpes' is not one of steps, log_every, seed; "
-        "did you mean train.steps?",
-    ),
+    (["+train.stpes=100"], 2, "train.stpes: no such setting; did you mean train.steps"),
     (["+foo=1"], 2, "foo: no such setting; 'foo' is not one of backend, optimizer"),
 ]
 

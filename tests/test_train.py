@@ -112,13 +112,14 @@ def test_long_curves_are_thinned_evenly_to_curve_points(make_cfg, client):
     assert [m.value for m in curve] == pytest.approx(result.losses)
 
 
-def test_tracking_uri_setting_beats_environment_beats_default(monkeypatch):
+def test_tracking_uri_setting_beats_environment_beats_default(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # a relative sqlite path is taken from the working directory
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     default = tracking.resolve_uri(None)
     assert default.startswith("sqlite:///") and default.endswith("/mlruns/mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///from-env.db")
-    assert tracking.resolve_uri(None) == "sqlite:///from-env.db"
-    assert tracking.resolve_uri("sqlite:///explicit.db") == "sqlite:///explicit.db"
+    assert tracking.resolve_uri(None) == f"sqlite:///{tmp_path / 'from-env.db'}"
+    assert tracking.resolve_uri("sqlite:///explicit.db") == f"sqlite:///{tmp_path / 'explicit.db'}"
 
 
 def test_run_name_setting_is_used(make_cfg, client):
