@@ -133,10 +133,9 @@ def _is_option(group: str, name: str) -> bool:
 
 def _unknown_keys(node: DictConfig, prefix: str) -> None:
     known = [f.name for f in dataclasses.fields(OmegaConf.get_type(node))]
-    for key in node:
+    for key, value in node.items_ex(resolve=False):
         if key not in known:
             raise ConfigError(f"{prefix}{key}", _unknown_key_hint(node, prefix, key, known))
-        value = node._get_node(key)
         if isinstance(value, DictConfig) and dataclasses.is_dataclass(OmegaConf.get_type(value)):
             _unknown_keys(value, f"{prefix}{key}.")
 

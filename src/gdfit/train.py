@@ -99,9 +99,9 @@ def prepare(cfg: DictConfig) -> Problem:
 def fit(problem: Problem, on_chunk: backends.OnChunk, snapshot_steps=()) -> Fitted:
     """Run the loop, handing each chunk to `on_chunk`; keep the parameters after each of
     `snapshot_steps` updates (0: the start point; steps past the end are ignored)."""
-    cfg, p = problem.cfg, problem
+    cfg = problem.cfg
     wanted = {s for s in snapshot_steps if 0 <= s <= cfg.train.steps}
-    snapshots = {0: p.p0.copy()} if 0 in wanted else {}
+    snapshots = {0: problem.p0.copy()} if 0 in wanted else {}
     outside = 0.0  # seconds spent in on_chunk, kept out of the loop's time
 
     def watched(start: int, losses: np.ndarray, params: np.ndarray) -> None:
@@ -116,15 +116,15 @@ def fit(problem: Problem, on_chunk: backends.OnChunk, snapshot_steps=()) -> Fitt
         began = time.perf_counter()
         params = backends.fit(
             cfg.backend.name,
-            p.model,
-            p.F,
-            p.y,
-            p.p0,
+            problem.model,
+            problem.F,
+            problem.y,
+            problem.p0,
             cfg.optimizer,
             steps=cfg.train.steps,
             dtype=cfg.backend.dtype,
-            device=p.device,
-            chunk=max(1, min(1000, CHUNK_ELEMENTS // len(p.x))),
+            device=problem.device,
+            chunk=max(1, min(1000, CHUNK_ELEMENTS // len(problem.x))),
             on_chunk=watched,
             ends=wanted,
         )
