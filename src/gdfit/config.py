@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from gdfit import registry
 from gdfit.devices import DEVICES
 from gdfit.errors import ConfigError
-from gdfit.paths import default_store_dir
+from gdfit.sweep import sweeps_dir
 
 DTYPES = ("float32", "float64")
 
@@ -77,6 +78,11 @@ class TrackingConfig:
 
 
 @dataclass
+class SweepConfig:
+    resume: str | None = None  # with -m: the parent run (id or name) of a sweep to finish
+
+
+@dataclass
 class Config:
     backend: BackendConfig = field(default_factory=BackendConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -85,6 +91,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
 
 
 # Groups whose `name` leaf is the option chosen (`backend=tensor` sets backend.name=tensor).
@@ -99,8 +106,11 @@ def schema(group: str, name: str) -> type:
 def register() -> None:
     """Make the schemas known to Hydra: `base_config` (see conf/config.yaml) and one schema per
     option, `schema/<group>/<name>`, that conf/<group>/<name>.yaml extends."""
-    if not OmegaConf.has_resolver("gdfit_store"):  # used by hydra.sweep.dir in config.yaml
-        OmegaConf.register_new_resolver("gdfit_store", lambda: str(default_store_dir()))
+    if not OmegaConf.has_resolver("gdfit_sweeps"):  # used by hydra.sweep.dir in config.yaml
+        OmegaConf.register_new_resolver("gdfit_sweeps", sweeps_dir)
+    # conf/hydra/launcher/submitit_*.yaml give the submitit launchers gdfit's defaults under the
+    # plugin's own names, which Hydra 1.3 types with the plugin's schema but warns about.
+    warnings.filterwarnings("ignore", r"\s*'hydra/launcher/submitit_\w+' is validated against")
     store = ConfigStore.instance()
     store.store(name="base_config", node=Config)
     for group in registry.GROUPS:

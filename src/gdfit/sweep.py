@@ -1,30 +1,192 @@
-"""A Hydra multirun as one MLflow parent run with a child run per job.
+"""A Hydra multirun as one MLflow parent run with a child run per job, wherever the jobs run.
 
-`MlflowSweep` is a Hydra callback (registered in conf/config.yaml). When the sweep starts it
-creates the parent run and exports its id, so every job's run nests under it whichever launcher
-runs the job; when the sweep ends it logs summary.csv, comparison.png, final_loss_vs_<key>.png
-for each numeric setting swept, and the best child's final_loss on the parent.
+The whole lifecycle of a sweep lives here:
+
+- start (`MlflowSweep.on_multirun_start`, in the submitting process): create the parent run, or
+  reopen it for `sweep.resume=<parent id or name>`, and hand its id (and the store, when it
+  came from the environment) to the jobs as Hydra overrides of `hydra.job.env_set`. Hydra
+  builds every job's config from those overrides and sets them around the job, so a job gets
+  its parent inside its own config, also where the environment does not reach it (a Slurm
+  cluster with `SBATCH_EXPORT=NONE`);
+- each job (`run_job`, in whatever process or host runs it): skip a config that already has a
+  FINISHED child when resuming; otherwise fit, and whatever goes wrong, leave a FAILED child with
+  the reason and return +inf so that the other jobs go on;
+- end (`on_multirun_end`, back in the submitting process once the launcher has waited for the
+  last job): write summary.csv, comparison.png, final_loss_vs_<key>.png for each numeric
+  setting swept and the best run on the parent, say how to look at it, and exit 1 when any job
+  failed. A sweep cut off (Ctrl-C, a launcher error) still gets
+  the summary of what it has, and its parent ends KILLED.
 
 Hydra builds this callback for single runs too, so MLflow is imported inside the sweep hooks
 only: a plain run with a bad setting fails without paying ~1 s for it.
 """
 
 import atexit
+import math
 import os
+import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn
+from urllib.parse import urlsplit
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, read_write
 
 from gdfit import __version__
 from gdfit.environment import git_state, git_tags
+from gdfit.errors import ConfigError, GdfitError, TrackingError
+from gdfit.paths import default_store_dir
+
+PARENT_ENV = "GDFIT_SWEEP_PARENT"  # in a job: the id of its sweep's parent run
+# Settings that do not change what a job computes: a resumed sweep may name the store another
+# way, and it carries sweep.resume itself.
+NOT_THE_FIT = ("tracking.uri", "sweep.")
+MAX_FAILURES_SHOWN = 10
+FINISHED = "attributes.status = 'FINISHED'"  # an MLflow search filter
+
+
+class SweepFailed(GdfitError):
+    """The sweep ran to its end, but some of its jobs failed (exit 1)."""
+
+
+def sweeps_dir(uri: str | None) -> str:
+    """Where Hydra keeps a sweep's own files (multirun.yaml, Optuna's results, submitit's job
+    folders): beside the sqlite store in use, else `multirun/` in the working directory; never
+    the code's checkout when the store lives elsewhere. Jobs on other hosts read their pickled
+    job from here, so on a cluster it must be on a shared filesystem (or set hydra.sweep.dir)."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        return str(default_store_dir() / "sweeps")
+    if uri.startswith("sqlite:///"):
+        return str(Path(uri.removeprefix("sqlite:///")).parent / "sweeps")
+    return str(Path.cwd() / "multirun")
+
+
+def check_single_run(cfg: DictConfig) -> None:
+    """A single run has no sweep to resume: refuse `sweep.resume` without -m."""
+    if cfg.sweep.resume is not None:
+        raise ConfigError("sweep.resume", "resumes a sweep: add -m and the sweep's own overrides")
+
+
+def fingerprint(params: dict[str, str]) -> frozenset:
+    """What identifies a job's config among a sweep's children: its logged params, less the
+    settings that do not change the fit (None-valued ones count as absent)."""
+    return frozenset(
+        (k, v) for k, v in params.items() if not k.startswith(NOT_THE_FIT) and v != "None"
+    )
+
+
+def latest_attempts(runs) -> list:
+    """One entry per config of a sweep: its FINISHED runs, else its newest attempt. A resumed
+    sweep's parent also holds the attempts that a later one replaced. `runs`: oldest first."""
+    by_config: dict[frozenset, list] = {}
+    for run in runs:
+        by_config.setdefault(fingerprint(run.data.params), []).append(run)
+    kept = []
+    for attempts in by_config.values():
+        kept += [r for r in attempts if r.info.status == "FINISHED"] or attempts[-1:]
+    return sorted(kept, key=lambda r: r.info.start_time)
+
+
+def run_job(cfg: DictConfig, fit: Callable[[], float], run_name: str) -> float:
+    """One job of a sweep: `fit()` (which logs the child run and returns its final loss),
+    unless a resumed sweep already has this config FINISHED. A failure of any kind leaves a
+    FAILED child with its reason and returns +inf, which the Optuna sweeper scores as the worst
+    trial; the sweep goes on and reports it at the end."""
+    from gdfit import tracking
+
+    parent = os.environ.get(PARENT_ENV)
+    uri = tracking.resolve_uri(cfg.tracking.uri)
+    mine = fingerprint(tracking.flat_params(cfg))
+    if parent and cfg.sweep.resume is not None:
+        for done in tracking.search_runs(uri, parent=parent, filter_string=FINISHED):
+            if fingerprint(done.data.params) == mine:
+                print(f"gdfit: {run_name}: FINISHED before as run {done.info.run_id}; skipped")
+                return done.data.metrics.get("final_loss", math.inf)
+    began_ms = int(time.time() * 1000)
+    try:
+        return fit()
+    except Exception as error:
+        reason = str(error) if isinstance(error, GdfitError) else f"{type(error).__name__}: {error}"
+        print(f"gdfit: error: {run_name}: {reason}", flush=True)
+        if parent and not _logged_since(uri, parent, mine, began_ms):
+            try:
+                tags = {"gdfit.version": __version__}
+                tracking.record_failure(cfg, run_name, tags, error)
+            except Exception as unrecorded:
+                print(f"gdfit: error: {run_name}: not recorded: {unrecorded}", flush=True)
+        return math.inf
+
+
+def _logged_since(uri: str, parent: str, mine: frozenset, since_ms: int) -> bool:
+    """Whether a child with this config was created since `since_ms`: `fit` failed inside its
+    own run (which then ended FAILED with the reason) rather than before it."""
+    from gdfit import tracking
+
+    try:
+        children = tracking.search_runs(uri, parent=parent)
+    except Exception:
+        return False
+    return any(
+        r.info.start_time >= since_ms and fingerprint(r.data.params) == mine for r in children
+    )
+
+
+def _stop(error: GdfitError) -> NoReturn:
+    """Hydra turns an exception raised by a callback into a warning and goes on; a sweep that
+    cannot start, or whose jobs failed, ends with gdfit's one line and exit code instead."""
+    print(f"gdfit: error: {error}", file=sys.stderr, flush=True)
+    raise SystemExit(error.exit_code)
+
+
+def _hydra_quoted(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'").replace("${", "\\${") + "'"
+
+
+def _hand_to_jobs(config: DictConfig, env: dict[str, str]) -> None:
+    """Add `env` to every job's `hydra.job.env_set`. Hydra composes each job from the sweep's
+    `hydra.overrides.hydra` plus the job's own overrides (in this process, a worker, or a
+    pickled submitit job on another host) and sets env_set around the job."""
+    with read_write(config.hydra.overrides):
+        for key, value in env.items():
+            config.hydra.overrides.hydra.append(f"++hydra.job.env_set.{key}={_hydra_quoted(value)}")
+
+
+def _writable_uri(uri: str) -> bool:
+    """Whether `uri` may be written into job files: not when it carries a password or token."""
+    parts = urlsplit(uri)
+    return not (parts.username or parts.password or parts.query)
+
+
+def _compare_command(parent: str, uri: str) -> str:
+    """The gdfit-compare command for this sweep, as this shell would find it."""
+    here = Path(sys.argv[0]).with_name("gdfit-compare")
+    program = str(here) if here.is_file() else "gdfit-compare"
+    store = "" if uri == _default_uri() or not _writable_uri(uri) else f" --tracking-uri {uri}"
+    return f"{program} --parent {parent}{store}"
+
+
+def _default_uri() -> str:
+    from gdfit import tracking
+
+    return tracking.resolve_uri(None)
 
 
 class MlflowSweep(Callback):
     def __init__(self) -> None:
-        self.uri = self.parent = None
+        self.uri = self.parent = self.name = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        try:
+            self._start(config)
+        except GdfitError as error:
+            _stop(error)
+        except Exception as error:
+            _stop(TrackingError(f"cannot start the sweep's parent run: {error}"))
+
+    def _start(self, config: DictConfig) -> None:
         from gdfit import tracking
 
         self.uri = tracking.resolve_uri(config.tracking.uri)
@@ -37,41 +199,109 @@ class MlflowSweep(Callback):
             "gdfit.launcher": config.hydra.launcher._target_.rpartition(".")[2],
         }
         tags |= git_tags(git_state())
-        name = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
-        self.parent = tracking.start_parent(self.uri, config.tracking.experiment, name, tags)
-        os.environ[tracking.SWEEP_PARENT_ENV] = self.parent
+        experiment = config.tracking.experiment
+        if config.sweep.resume is None:
+            self.name = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+            self.parent = tracking.start_parent(self.uri, experiment, self.name, tags)
+            print(f"gdfit: sweep {self.name}: parent run {self.parent}", flush=True)
+        else:
+            self._reopen(config.sweep.resume, experiment, tags)
+        handed = {PARENT_ENV: self.parent}
+        if config.tracking.uri is None and _writable_uri(self.uri):
+            handed["MLFLOW_TRACKING_URI"] = self.uri  # the store the parent is in, not a default
+        _hand_to_jobs(config, handed)
         self.sweep_yaml = OmegaConf.to_yaml(config)
         atexit.register(self._cut_off)  # Ctrl-C or a crash: the parent must not stay RUNNING
-        print(f"gdfit: sweep {name}: parent run {self.parent}", flush=True)
+
+    def _reopen(self, ref: str, experiment: str, tags: dict[str, str]) -> None:
+        from gdfit import tracking
+
+        found = tracking.find_parent(self.uri, experiment, ref)
+        if found is None:
+            raise ConfigError(
+                "sweep.resume",
+                f"must name a sweep's parent run (its id or name) in experiment {experiment!r}"
+                f" of {self.uri}",
+                ref,
+            )
+        if found.data.tags.get("gdfit.sweep") != "true":
+            raise ConfigError("sweep.resume", "names a run that is not a sweep's parent", ref)
+        found_in = tracking.experiment_name(self.uri, found.info.experiment_id)
+        if found_in != experiment:
+            raise ConfigError(
+                "sweep.resume",
+                f"names a sweep of experiment {found_in!r}: add tracking.experiment={found_in}",
+                ref,
+            )
+        self.parent, self.name = found.info.run_id, found.info.run_name
+        resumed = int(found.data.tags.get("gdfit.resumes", "0")) + 1
+        tracking.reopen_parent(self.uri, self.parent, {**tags, "gdfit.resumes": str(resumed)})
+        print(f"gdfit: sweep {self.name}: resuming parent run {self.parent}", flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        if self.parent is None:
+            return
+        try:
+            jobs, failed = self._finish("FINISHED")
+        except Exception as error:
+            _stop(TrackingError(f"the jobs ended but the sweep's summary was not written: {error}"))
+        atexit.unregister(self._cut_off)
+        if failed or not jobs:
+            _stop(
+                SweepFailed(
+                    f"{len(failed)} of {len(jobs)} jobs failed" if jobs else "no job was recorded"
+                )
+            )
+
+    def _finish(self, status: str) -> tuple[list, list]:
+        """Write the summary of the jobs so far on the parent, end it with `status`, print how
+        to look at it; (jobs, failed ones), one per config."""
         from gdfit import summary, tracking
 
-        os.environ.pop(tracking.SWEEP_PARENT_ENV, None)
-        runs = tracking.search_runs(self.uri, parent=self.parent)
-        header, table = summary.rows(runs)
-        best = summary.best(runs)
+        jobs = latest_attempts(tracking.search_runs(self.uri, parent=self.parent))
+        header, table = summary.rows(jobs)
+        best = summary.best(jobs)
+        failed = [r for r in jobs if r.info.status != "FINISHED"]
         metrics = {"best_final_loss": best.data.metrics["final_loss"]} if best else {}
-        failed = sum(r.info.status != "FINISHED" for r in runs)
-        tags = {"gdfit.jobs": str(len(runs)), "gdfit.failed_jobs": str(failed)}
+        tags = {"gdfit.jobs": str(len(jobs)), "gdfit.failed_jobs": str(len(failed))}
         if best:
             tags["gdfit.best_run_id"] = best.info.run_id
         texts = {"summary.csv": summary.to_csv(header, table), "sweep.yaml": self.sweep_yaml}
-        tracking.log_figures(self.uri, self.parent, summary.versus_figures(runs))
-        tracking.finish_parent(
-            self.uri, self.parent, metrics, tags, texts, summary.comparison(self.uri, runs)
-        )
-        best_text = f"; best {best.info.run_name} final_loss {metrics['best_final_loss']:.8g}"
-        print(
-            f"gdfit: sweep done: {len(runs)} runs, {failed} failed"
-            f"{best_text if best else ''}; parent run {self.parent}",
-            flush=True,
-        )
-        atexit.unregister(self._cut_off)
-        self.parent = None
+        figure = None
+        if jobs:
+            tracking.log_figures(self.uri, self.parent, summary.versus_figures(jobs))
+            figure = summary.comparison(self.uri, jobs)
+        tracking.finish_parent(self.uri, self.parent, metrics, tags, texts, figure, status)
+        for line in self._closing_lines(status, jobs, failed, best):
+            print(f"gdfit: {line}", flush=True)
+        return jobs, failed
+
+    def _closing_lines(self, status: str, jobs: list, failed: list, best) -> list[str]:
+        done = "done" if status == "FINISHED" else f"ended {status}"
+        head = f"sweep {self.name} {done}: {len(jobs)} jobs, {len(failed)} failed"
+        if best:
+            head += f"; best {best.info.run_name} final_loss {best.data.metrics['final_loss']:.8g}"
+        lines = [head]
+        for run in failed[:MAX_FAILURES_SHOWN]:
+            reason = run.data.tags.get("gdfit.error", "stopped before it finished")
+            lines.append(f"  {run.info.run_name} {run.info.status}: {reason.splitlines()[0]}")
+        if len(failed) > MAX_FAILURES_SHOWN:
+            lines.append(f"  ... and {len(failed) - MAX_FAILURES_SHOWN} more")
+        lines.append(f"parent run {self.parent}")
+        lines.append(f"compare its runs: {_compare_command(self.parent, self.uri)}")
+        # The UI address of the parent goes here (views.address, when tracking a server).
+        return lines
 
     def _cut_off(self) -> None:
+        """At exit with the parent still RUNNING: summarise what the jobs left, end it KILLED."""
         from gdfit import tracking
 
-        if self.parent:
-            tracking.end_if_running(self.uri, self.parent, "KILLED")
+        if self.parent is None:
+            return
+        try:
+            self._finish("KILLED")
+        except BaseException:  # a second Ctrl-C, a store gone: at least do not leave it RUNNING
+            try:
+                tracking.end_if_running(self.uri, self.parent, "KILLED")
+            except Exception as error:
+                print(f"gdfit: error: parent run {self.parent} left RUNNING: {error}", flush=True)

@@ -6,7 +6,6 @@ curve logged as it goes) -> record (metrics, coefficients, figures). Which model
 rule run is looked up by name (gdfit.registry); nothing here depends on which.
 """
 
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from gdfit import __version__, backends, config, data, environment, models, registry
+from gdfit import __version__, backends, config, data, environment, models, registry, sweep
 from gdfit.cli import fail, refuse_group_lists, reported_errors, version_line
 from gdfit.console import Reporter
 from gdfit.devices import resolve_device
@@ -240,19 +239,24 @@ config.register()
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
 def hydra_main(cfg: DictConfig) -> float:
     """Hands the composed config to `api.run`. A failed single run exits with its one-line
-    error; in a sweep a failed job reports and returns +inf (what the Optuna sweeper needs) so
-    that the other jobs go on."""
+    error; a sweep's job goes through `sweep.run_job` (resume; a failed job leaves a FAILED
+    child and returns +inf, what the Optuna sweeper needs, so that the other jobs go on)."""
     from gdfit import api
 
     hydra_cfg = HydraConfig.get()
-    try:
+    overrides = list(hydra_cfg.overrides.task)
+
+    def run() -> float:
         config.check_composed(cfg, hydra_cfg.runtime.choices)
-        return api.run(cfg, overrides=list(hydra_cfg.overrides.task)).final_loss
+        return api.run(cfg, overrides=overrides).final_loss
+
+    if hydra_cfg.mode.name == "MULTIRUN":
+        return sweep.run_job(cfg, run, cfg.tracking.run_name or default_run_name(cfg))
+    try:
+        sweep.check_single_run(cfg)
+        return run()
     except GdfitError as error:
-        if hydra_cfg.mode.name != "MULTIRUN":
-            fail(error)
-        print(f"gdfit: error: {error}", flush=True)
-        return math.inf
+        fail(error)
 
 
 def main() -> None:
