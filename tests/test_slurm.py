@@ -246,6 +246,7 @@ def test_resumed_sweep_runs_only_what_did_not_finish_and_joins_the_same_parent(t
         ("300000", "FINISHED"),
     ]
     assert {r["run_id"] for r in rows} == finished
+    assert "sweep.resume" not in rows[0]  # how the sweep was resumed is no setting of a job
 
 
 @pytest.mark.parametrize(

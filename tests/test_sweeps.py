@@ -3,6 +3,7 @@
 
 import csv
 import io
+import shlex
 import signal
 import subprocess
 from pathlib import Path
@@ -44,7 +45,8 @@ def grid(tmp_path_factory):
 
 def test_grid_sweep_is_one_parent_with_a_child_per_job(grid, tmp_path):
     out, uri, _ = grid
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 1, out.stderr  # three jobs failed: scripts and CI must notice
+    assert out.stderr.strip().splitlines()[-1] == "gdfit: error: 3 of 6 jobs failed"
     client, parent, children = parent_and_children(uri)
     assert parent.info.status == "FINISHED"
     assert parent.info.run_name.startswith("sweep-")
@@ -97,6 +99,27 @@ def test_parent_holds_summary_comparison_and_best_loss(grid, tmp_path):
     assert parent.data.tags["gdfit.failed_jobs"] == "3"
 
 
+def test_sweep_ends_with_its_parent_and_the_command_that_compares_it(grid):
+    out, uri, folder = grid
+    _, parent, children = parent_and_children(uri)
+    parent_id = parent.info.run_id
+    lines = out.stdout.strip().splitlines()
+    assert f"gdfit: parent run {parent_id}" in lines
+    assert lines[0] == f"gdfit: sweep {parent.info.run_name}: parent run {parent_id}"
+    summary = next(
+        line for line in lines if line.startswith(f"gdfit: sweep {parent.info.run_name} done")
+    )
+    assert "6 jobs, 3 failed; best " in summary
+    failures = [line for line in lines if line.startswith("gdfit:   ")]
+    assert len(failures) == 3 and all("FAILED: Diverged: the loss diverged" in f for f in failures)
+    (compare,) = [line for line in lines if line.startswith("gdfit: compare its runs: ")]
+    command = shlex.split(compare.removeprefix("gdfit: compare its runs: "))
+    assert command == [str(BIN / "gdfit-compare"), "--parent", parent_id, "--tracking-uri", uri]
+    shown = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0, shown.stderr
+    assert all(child.info.run_name in shown.stdout for child in children)
+
+
 def test_compare_prints_one_row_per_child_and_writes_the_overlay(grid):
     _, uri, folder = grid
     _, parent, children = parent_and_children(uri)
@@ -139,6 +162,56 @@ def test_compare_filters_an_experiment_and_fails_clearly_on_no_match(grid):
     )
     assert out.returncode == 1
     assert "no runs match" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_every_job_failing_any_way_is_failed_with_its_reason_summarised_and_exit_1(tmp_path):
+    """A non-gdfit error (numpy refuses seed -1) and a divergence: the sweep goes on past the
+    first, records both as FAILED children with their reasons, summarises them and exits 1."""
+    store = tmp_path / "store"
+    uri = f"sqlite:///{store / 'mlflow.db'}"
+    out = run_command(
+        "gdfit-train",
+        "-m",
+        "train.seed=-1,0",
+        "optimizer.lr=1e-2",
+        "train.steps=200",
+        f"tracking.uri={uri}",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines()[-1] == "gdfit: error: 2 of 2 jobs failed"
+    assert "Traceback" not in out.stdout + out.stderr and "Error" not in out.stderr
+    client, parent, children = parent_and_children(uri)
+    assert parent.info.status == "FINISHED" and parent.data.tags["gdfit.failed_jobs"] == "2"
+    reasons = {c.data.params["train.seed"]: c.data.tags["gdfit.error"] for c in children}
+    assert [c.info.status for c in children] == ["FAILED", "FAILED"]
+    assert "seed" in reasons["-1"].lower() and "diverged" in reasons["0"]
+    assert len(summary_rows(client, parent, tmp_path)) == 2
+    assert "comparison.png" in {a.path for a in client.list_artifacts(parent.info.run_id)}
+    # Hydra's own files go beside the store in use, not into the code's checkout
+    assert len(list((store / "sweeps").glob("*/multirun.yaml"))) == 1
+    assert not (tmp_path / "multirun").exists()
+
+
+def test_sweep_folder_follows_the_store_or_the_user(tmp_path, monkeypatch):
+    from hydra import compose, initialize_config_dir
+
+    from gdfit.paths import conf_dir, default_store_dir
+
+    def sweep_dir(*overrides):
+        with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+            cfg = compose("config", list(overrides), return_hydra_config=True)
+        return Path(cfg.hydra.sweep.dir)
+
+    assert (
+        sweep_dir(f"tracking.uri=sqlite:///{tmp_path}/a/mlflow.db").parent == tmp_path / "a/sweeps"
+    )
+    assert sweep_dir("tracking=server").parent == Path.cwd() / "multirun"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/b/mlflow.db")
+    assert sweep_dir().parent == tmp_path / "b/sweeps"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert sweep_dir().parent == default_store_dir() / "sweeps"
+    assert sweep_dir(f"hydra.sweep.dir={tmp_path}/mine") == tmp_path / "mine"
 
 
 def test_parallel_sweep_on_a_fresh_store_loses_nothing(tmp_path):
@@ -241,3 +314,4 @@ def test_ctrl_c_during_a_sweep_leaves_nothing_running(tmp_path):
     client, parent, children = parent_and_children(uri)
     assert parent.info.status == "KILLED"
     assert [c.info.status for c in children] == ["KILLED"]  # the second job never started
+    assert [r["status"] for r in summary_rows(client, parent, tmp_path)] == ["KILLED"]

@@ -14,10 +14,11 @@ RESULT_COLUMNS = ["status", "final_loss", "loss_gap"]
 
 
 def swept_keys(runs) -> list[str]:
-    """Params whose values differ between the runs (run names and tracking aside)."""
+    """Params whose values differ between the runs (run names, tracking and the resume of a
+    sweep aside)."""
     keys = sorted({k for r in runs for k in r.data.params})
     differ = [k for k in keys if len({r.data.params.get(k) for r in runs}) > 1]
-    return [k for k in differ if not k.startswith("tracking.")]
+    return [k for k in differ if not k.startswith(("tracking.", "sweep."))]
 
 
 def coefficient_keys(runs) -> list[str]:

@@ -40,9 +40,9 @@ from gdfit.errors import ConfigError, GdfitError, TrackingError
 from gdfit.paths import default_store_dir
 
 PARENT_ENV = "GDFIT_SWEEP_PARENT"  # in a job: the id of its sweep's parent run
-# Settings that do not change what a job computes: a resumed sweep may name the store another
-# way, and it carries sweep.resume itself.
-NOT_THE_FIT = ("tracking.uri", "sweep.")
+# Settings that do not change what a job computes or records: a resumed sweep may name the store
+# another way or print less, and it carries sweep.resume itself.
+NOT_THE_FIT = ("tracking.uri", "train.log_every", "sweep.")
 MAX_FAILURES_SHOWN = 10
 FINISHED = "attributes.status = 'FINISHED'"  # an MLflow search filter
 
@@ -177,6 +177,7 @@ def _default_uri() -> str:
 class MlflowSweep(Callback):
     def __init__(self) -> None:
         self.uri = self.parent = self.name = None
+        self.sweep_yaml = ""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         try:
@@ -206,12 +207,12 @@ class MlflowSweep(Callback):
             print(f"gdfit: sweep {self.name}: parent run {self.parent}", flush=True)
         else:
             self._reopen(config.sweep.resume, experiment, tags)
+        atexit.register(self._cut_off)  # Ctrl-C or a crash: the parent must not stay RUNNING
         handed = {PARENT_ENV: self.parent}
         if config.tracking.uri is None and _writable_uri(self.uri):
             handed["MLFLOW_TRACKING_URI"] = self.uri  # the store the parent is in, not a default
         _hand_to_jobs(config, handed)
         self.sweep_yaml = OmegaConf.to_yaml(config)
-        atexit.register(self._cut_off)  # Ctrl-C or a crash: the parent must not stay RUNNING
 
     def _reopen(self, ref: str, experiment: str, tags: dict[str, str]) -> None:
         from gdfit import tracking
