@@ -3,19 +3,18 @@
 The whole lifecycle of a sweep lives here:
 
 - start (`MlflowSweep.on_multirun_start`, in the submitting process): create the parent run, or
-  reopen it for `sweep.resume=<parent id or name>`, and hand its id (and the store, when it
-  came from the environment) to the jobs as Hydra overrides of `hydra.job.env_set`. Hydra
-  builds every job's config from those overrides and sets them around the job, so a job gets
-  its parent inside its own config, also where the environment does not reach it (a Slurm
-  cluster with `SBATCH_EXPORT=NONE`);
+  reopen it for `sweep.resume=<parent id or name>`, and hand its id and store to the jobs as
+  Hydra overrides of `hydra.job.env_set`. Hydra builds every job's config from those overrides
+  and sets them around the job, so a job gets its parent inside its own config, also where the
+  environment does not reach it (a Slurm cluster with `SBATCH_EXPORT=NONE`);
 - each job (`run_job`, in whatever process or host runs it): skip a config that already has a
   FINISHED child when resuming; otherwise fit, and whatever goes wrong, leave a FAILED child with
   the reason and return +inf so that the other jobs go on;
 - end (`on_multirun_end`, back in the submitting process once the launcher has waited for the
   last job): write summary.csv, comparison.png, final_loss_vs_<key>.png for each numeric
   setting swept and the best run on the parent, say how to look at it, and exit 1 when any job
-  failed. A sweep cut off (Ctrl-C, a launcher error) still gets
-  the summary of what it has, and its parent ends KILLED.
+  failed. A sweep cut off (Ctrl-C, a launcher error) still gets the summary of what it has, and
+  its parent ends KILLED.
 
 Hydra builds this callback for single runs too, so MLflow is imported inside the sweep hooks
 only: a plain run with a bad setting fails without paying ~1 s for it.
@@ -41,8 +40,8 @@ from gdfit.paths import default_store_dir
 
 PARENT_ENV = "GDFIT_SWEEP_PARENT"  # in a job: the id of its sweep's parent run
 # Settings that do not change what a job computes or records: a resumed sweep may name the store
-# another way or print less, and it carries sweep.resume itself.
-NOT_THE_FIT = ("tracking.uri", "train.log_every", "sweep.")
+# another way or print less, the run name follows from the rest, and sweep.resume is its own.
+NOT_THE_FIT = ("tracking.uri", "tracking.run_name", "train.log_every", "sweep.")
 MAX_FAILURES_SHOWN = 10
 FINISHED = "attributes.status = 'FINISHED'"  # an MLflow search filter
 
@@ -72,9 +71,12 @@ def check_single_run(cfg: DictConfig) -> None:
 
 def fingerprint(params: dict[str, str]) -> frozenset:
     """What identifies a job's config among a sweep's children: its logged params, less the
-    settings that do not change the fit (None-valued ones count as absent)."""
+    settings that do not change the fit (unset ones count as absent, as older runs logged them
+    as "None" and newer ones as "null")."""
     return frozenset(
-        (k, v) for k, v in params.items() if not k.startswith(NOT_THE_FIT) and v != "None"
+        (k, v)
+        for k, v in params.items()
+        if not k.startswith(NOT_THE_FIT) and v not in ("None", "null")
     )
 
 
@@ -105,33 +107,19 @@ def run_job(cfg: DictConfig, fit: Callable[[], float], run_name: str) -> float:
             if fingerprint(done.data.params) == mine:
                 print(f"gdfit: {run_name}: FINISHED before as run {done.info.run_id}; skipped")
                 return done.data.metrics.get("final_loss", math.inf)
-    began_ms = int(time.time() * 1000)
     try:
         return fit()
     except Exception as error:
         reason = str(error) if isinstance(error, GdfitError) else f"{type(error).__name__}: {error}"
         print(f"gdfit: error: {run_name}: {reason}", flush=True)
-        if parent and not _logged_since(uri, parent, mine, began_ms):
+        # A failure inside the run has ended it FAILED with the reason (tracking.tracked_run
+        # names it on the error); one before the run existed gets a FAILED child of its own.
+        if parent and not getattr(error, "run_id", None):
             try:
-                tags = {"gdfit.version": __version__}
-                tracking.record_failure(cfg, run_name, tags, error)
+                tracking.record_failure(cfg, run_name, {"gdfit.version": __version__}, error)
             except Exception as unrecorded:
                 print(f"gdfit: error: {run_name}: not recorded: {unrecorded}", flush=True)
         return math.inf
-
-
-def _logged_since(uri: str, parent: str, mine: frozenset, since_ms: int) -> bool:
-    """Whether a child with this config was created since `since_ms`: `fit` failed inside its
-    own run (which then ended FAILED with the reason) rather than before it."""
-    from gdfit import tracking
-
-    try:
-        children = tracking.search_runs(uri, parent=parent)
-    except Exception:
-        return False
-    return any(
-        r.info.start_time >= since_ms and fingerprint(r.data.params) == mine for r in children
-    )
 
 
 def _stop(error: GdfitError) -> NoReturn:
@@ -209,22 +197,24 @@ class MlflowSweep(Callback):
             self._reopen(config.sweep.resume, experiment, tags)
         atexit.register(self._cut_off)  # Ctrl-C or a crash: the parent must not stay RUNNING
         handed = {PARENT_ENV: self.parent}
-        if config.tracking.uri is None and _writable_uri(self.uri):
-            handed["MLFLOW_TRACKING_URI"] = self.uri  # the store the parent is in, not a default
+        if _writable_uri(self.uri):
+            # The store the parent is in, for a job whose tracking.uri is unset or comes from
+            # the environment (tracking=server); an explicit tracking.uri still comes first.
+            handed["MLFLOW_TRACKING_URI"] = self.uri
         _hand_to_jobs(config, handed)
         self.sweep_yaml = OmegaConf.to_yaml(config)
 
     def _reopen(self, ref: str, experiment: str, tags: dict[str, str]) -> None:
         from gdfit import tracking
 
-        found = tracking.find_parent(self.uri, experiment, ref)
-        if found is None:
-            raise ConfigError(
-                "sweep.resume",
-                f"must name a sweep's parent run (its id or name) in experiment {experiment!r}"
-                f" of {self.uri}",
-                ref,
-            )
+        tracking.open_experiment(self.uri, experiment)  # a new store is made whole, not here
+        try:
+            found, how = tracking.find_run(self.uri, ref)
+        except GdfitError as error:
+            why = f"must name a sweep's parent run (its id, id prefix or name); {error}"
+            raise ConfigError("sweep.resume", why) from error
+        if how:
+            print(f"gdfit: sweep.resume: {how}", flush=True)
         if found.data.tags.get("gdfit.sweep") != "true":
             raise ConfigError("sweep.resume", "names a run that is not a sweep's parent", ref)
         found_in = tracking.experiment_name(self.uri, found.info.experiment_id)

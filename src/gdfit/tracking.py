@@ -324,25 +324,6 @@ def start_parent(uri: str, experiment: str, run_name: str, tags: dict[str, str])
     return run.info.run_id
 
 
-def find_parent(uri: str, experiment: str, ref: str):
-    """The sweep parent run `ref` names, by run id or by run name (the newest of that name) in
-    `experiment`; None when there is none."""
-    client, experiment_id = open_experiment(uri, experiment)
-    try:
-        return client.get_run(ref)
-    except Exception:  # not an id of this store: try it as a name
-        pass
-    if "'" in ref:  # no gdfit sweep is named so, and it cannot be quoted in a search
-        return None
-    found = client.search_runs(
-        [experiment_id],
-        f"tags.gdfit.sweep = 'true' and attributes.run_name = '{ref}'",
-        max_results=1,
-        order_by=["attributes.start_time DESC"],
-    )
-    return found[0] if found else None
-
-
 def experiment_name(uri: str, experiment_id: str) -> str:
     return MlflowClient(uri).get_experiment(experiment_id).name
 
@@ -358,12 +339,14 @@ def record_failure(cfg: DictConfig, run_name: str, tags: dict[str, str], error: 
     """A FAILED run for a sweep job that failed before its own run existed (a bad setting, an
     error while preparing the data), with the config's params and the error as `gdfit.error`,
     so that the sweep's parent lists it like any other failed job."""
-    client, experiment_id = open_experiment(resolve_uri(cfg.tracking.uri), cfg.tracking.experiment)
+    uri = resolve_uri(cfg.tracking.uri)
+    client, experiment_id = open_experiment(uri, cfg.tracking.experiment)
     tags = {**source_tags(), **tags, "gdfit.error": f"{type(error).__name__}: {error}"[:5000]}
     if parent := os.environ.get(SWEEP_PARENT_ENV):
         tags[MLFLOW_PARENT_RUN_ID] = parent
     run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
-    params = [Param(k, v) for k, v in flat_params(cfg).items()]
+    used = {"tracking.uri": shown_uri(uri), "tracking.run_name": run_name}  # as tracked_run
+    params = [Param(k, v) for k, v in (flat_params(cfg) | used).items()]
     client.log_batch(run_id, params=params, synchronous=True)
     client.set_terminated(run_id, "FAILED")
     return run_id
