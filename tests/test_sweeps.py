@@ -117,7 +117,7 @@ def test_sweep_ends_with_its_parent_and_the_command_that_compares_it(grid):
     assert command == [str(BIN / "gdfit-compare"), "--parent", parent_id, "--tracking-uri", uri]
     shown = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=300)
     assert shown.returncode == 0, shown.stderr
-    assert all(child.info.run_name in shown.stdout for child in children)
+    assert all(child.info.run_id[:8] in shown.stdout for child in children)
 
 
 def test_compare_prints_one_row_per_child_and_writes_the_overlay(grid):
@@ -157,8 +157,16 @@ def test_compare_filters_an_experiment_and_fails_clearly_on_no_match(grid):
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("tensor-sgd") == 2 and "numpy-sgd" not in out.stdout
     assert "sweep-" not in out.stdout  # the parent is not a run to compare
+    nothing = "params.`backend.name` = 'jax'"
     out = run_command(
-        "gdfit-compare", "--experiment", "nothing-here", "--tracking-uri", uri, cwd=folder
+        "gdfit-compare",
+        "--experiment",
+        "gdfit",
+        "--filter",
+        nothing,
+        "--tracking-uri",
+        uri,
+        cwd=folder,
     )
     assert out.returncode == 1
     assert "no runs match" in out.stderr and "Traceback" not in out.stderr
