@@ -34,6 +34,11 @@ stop_pidfile() { # stop the daemon whose pid is in $1, waiting up to 10 s
 }
 
 stop() {
+    # Jobs still queued or running (a sweep that timed out) go first, so no job step outlives
+    # its slurmd.
+    if [[ -f $dir/slurmctld.pid ]] && kill -0 "$(cat "$dir/slurmctld.pid")" 2>/dev/null; then
+        SLURM_CONF=$dir/slurm.conf timeout 15 scancel --user="$(id -un)" 2>/dev/null || true
+    fi
     stop_pidfile "$dir/slurmd.pid"
     stop_pidfile "$dir/slurmctld.pid"
     stop_pidfile "$dir/munged.pid"

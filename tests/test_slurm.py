@@ -163,6 +163,7 @@ def test_submitit_local_sweep_is_one_parent_with_a_finished_child_per_backend(tm
     client, parent, children = sweep_runs(uri)
     assert parent.info.status == "FINISHED"
     assert parent.data.tags["gdfit.launcher"] == "LocalLauncher"
+    assert "is validated against" not in out.stderr  # Hydra's schema-matching notice
     assert sorted(c.data.params["backend.name"] for c in children) == [
         "autograd",
         "numpy",
@@ -249,14 +250,48 @@ def test_resumed_sweep_runs_only_what_did_not_finish_and_joins_the_same_parent(t
     assert "sweep.resume" not in rows[0]  # how the sweep was resumed is no setting of a job
 
 
+def test_launchers_have_small_defaults_and_every_slurm_setting_can_be_overridden():
+    from hydra import compose, initialize_config_dir
+
+    from gdfit.paths import conf_dir
+
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        slurm = compose(
+            "config",
+            [
+                "hydra/launcher=submitit_slurm",
+                "hydra.launcher.partition=gpu",
+                "hydra.launcher.timeout_min=120",
+                "+hydra.launcher.additional_parameters.mail-type=END",
+            ],
+            return_hydra_config=True,
+        ).hydra.launcher
+        local = compose(
+            "config", ["hydra/launcher=submitit_local"], return_hydra_config=True
+        ).hydra.launcher
+    assert (slurm.cpus_per_task, slurm.mem_gb, slurm.name) == (1, 2, "gdfit")
+    assert (slurm.partition, slurm.timeout_min) == ("gpu", 120)
+    assert slurm.additional_parameters == {"mail-type": "END"}
+    assert slurm.setup == ["export SLURM_EXPORT_ENV=ALL"]
+    assert (local.cpus_per_task, local.timeout_min) == (1, 30)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["-m", "sweep.resume=no-such-sweep"], "sweep.resume: must name a sweep's parent run"),
         (["sweep.resume=no-such-sweep"], "sweep.resume: resumes a sweep: add -m"),
+        (
+            ["-m", "hydra/launcher=submitit_slurm", "hydra.launcher.mem_gb=lots"],
+            "hydra.launcher.mem_gb: must be an integer (got 'lots')",
+        ),
+        (
+            ["-m", "hydra/launcher=submitit_slurm", "hydra.launcher.additional_parameters={a:1}"],
+            "hydra.launcher.additional_parameters.a: Key 'a' is not in struct",
+        ),
     ],
 )
-def test_resume_of_nothing_is_one_line(args, message, tmp_path):
+def test_bad_sweep_settings_are_one_line(args, message, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     out = run_command("gdfit-train", *args, "train.steps=10", f"tracking.uri={uri}", cwd=tmp_path)
     assert out.returncode == 2

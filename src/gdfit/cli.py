@@ -32,7 +32,8 @@ def describe(error: Exception) -> str:
     first = str(getattr(cause, "msg", None) or cause).splitlines()[0]
     if key and (m := re.match(r"Value '(.*)' of type '.*' could not be converted to (\w+)", first)):
         return f"{key}: must be {_TYPE_NAMES.get(m[2], m[2])} (got {m[1]!r})"
-    if key and isinstance(cause, ConfigKeyError | AttributeError):
+    schema = dataclasses.is_dataclass(getattr(cause, "object_type", None))  # not a free dict
+    if key and isinstance(cause, ConfigKeyError | AttributeError) and schema:
         valid = [f.name for f in dataclasses.fields(cause.object_type)]
         name = key.rpartition(".")[2]
         hint = _nearest(key, cause.object_type)
