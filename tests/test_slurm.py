@@ -115,6 +115,8 @@ def test_slurm_job_that_fails_is_failed_with_its_reason_and_needs_no_exported_en
     (SBATCH_EXPORT=NONE): each job still finds its store and parent, through its config."""
     store = tmp_path / "store"
     uri = f"sqlite:///{store / 'mlflow.db'}"
+    checkout_sweeps = ROOT / "mlruns" / "sweeps"
+    before = set(checkout_sweeps.iterdir()) if checkout_sweeps.is_dir() else set()
     out = run_command(
         "gdfit-train",
         "-m",
@@ -134,6 +136,9 @@ def test_slurm_job_that_fails_is_failed_with_its_reason_and_needs_no_exported_en
     (sweep_dir,) = (store / "sweeps").iterdir()
     logs = [p.read_text() for p in sweep_dir.glob(".submitit/*_*/*_log.out")]
     assert len(logs) == 2 and all("MLFLOW_TRACKING_URI not exported" in log for log in logs)
+    # nor did a job fall back to the code checkout's default store for its folder
+    after = set(checkout_sweeps.iterdir()) if checkout_sweeps.is_dir() else set()
+    assert after == before
 
     client, parent, children = sweep_runs(uri)
     by_lr = {c.data.params["optimizer.lr"]: c for c in children}

@@ -107,7 +107,9 @@ def register() -> None:
     """Make the schemas known to Hydra: `base_config` (see conf/config.yaml) and one schema per
     option, `schema/<group>/<name>`, that conf/<group>/<name>.yaml extends."""
     if not OmegaConf.has_resolver("gdfit_sweeps"):  # used by hydra.sweep.dir in config.yaml
-        OmegaConf.register_new_resolver("gdfit_sweeps", sweeps_dir)
+        # cached: a job recomposed elsewhere (a Slurm node without the sweep's environment)
+        # gets the sweep's folder through Hydra's copy of the cache, as it does ${now:...}
+        OmegaConf.register_new_resolver("gdfit_sweeps", sweeps_dir, use_cache=True)
     # conf/hydra/launcher/submitit_*.yaml give the submitit launchers gdfit's defaults under the
     # plugin's own names, which Hydra 1.3 types with the plugin's schema but warns about.
     warnings.filterwarnings("ignore", r"\s*'hydra/launcher/submitit_\w+' is validated against")
