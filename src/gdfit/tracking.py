@@ -34,8 +34,8 @@ from omegaconf import DictConfig, OmegaConf
 from gdfit.errors import ConfigError, GdfitError, TrackingError
 from gdfit.notes import NOTE_TAG, shown_uri
 from gdfit.paths import default_store_dir
+from gdfit.sweep import PARENT_ENV as SWEEP_PARENT_ENV  # set in a sweep's jobs: their parent
 
-SWEEP_PARENT_ENV = "GDFIT_SWEEP_PARENT"  # set during a sweep: the parent run of its jobs
 FLUSH_SECONDS = 2.0  # how often buffered loss points are sent while a run goes
 # MLflow retries an unreachable server with backoff for minutes; gdfit gives up in ~30 s
 # unless the user set these variables.
