@@ -40,6 +40,7 @@ class MlflowSweep(Callback):
         name = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
         self.parent = tracking.start_parent(self.uri, config.tracking.experiment, name, tags)
         os.environ[tracking.SWEEP_PARENT_ENV] = self.parent
+        os.environ[tracking.SWEEP_NAME_ENV] = name
         self.sweep_yaml = OmegaConf.to_yaml(config)
         atexit.register(self._cut_off)  # Ctrl-C or a crash: the parent must not stay RUNNING
         print(f"gdfit: sweep {name}: parent run {self.parent}", flush=True)
@@ -48,6 +49,7 @@ class MlflowSweep(Callback):
         from gdfit import summary, tracking
 
         os.environ.pop(tracking.SWEEP_PARENT_ENV, None)
+        os.environ.pop(tracking.SWEEP_NAME_ENV, None)
         runs = tracking.search_runs(self.uri, parent=self.parent)
         header, table = summary.rows(runs)
         best = summary.best(runs)
