@@ -236,6 +236,7 @@ def last_words(log) -> str:
 
 
 def serve(args: argparse.Namespace) -> int:
+    os.environ.update(SERVER_ENV)  # no usage reports from this process either
     uri = tracking.resolve_uri(args.tracking_uri, "--tracking-uri")
     if uri.startswith(("http://", "https://")):
         return point_at_server(uri, args)
@@ -258,8 +259,12 @@ def serve(args: argparse.Namespace) -> int:
 
     port = choose_port(args.host, args.port, local_url)
     _, experiment_id = tracking.open_experiment(uri, args.experiment)
-    url = local_url(port)
-    env = {**SERVER_DEFAULTS, **os.environ, **SERVER_ENV}
+    return run_server(args, uri, port, local_url(port), experiment_id)
+
+
+def run_server(args: argparse.Namespace, uri: str, port: int, url: str, experiment_id: str) -> int:
+    """Serve until Ctrl-C (0) or the server's end (an error saying why it ended)."""
+    env = {**SERVER_DEFAULTS, **os.environ}
     if not args.verbose:
         env["PYTHONWARNINGS"] = "ignore"
     with tempfile.TemporaryFile() as log:
