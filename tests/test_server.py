@@ -1,21 +1,18 @@
 """Against the real thing: an `mlflow server` on a loopback port, a sweep sent to it over HTTP,
-every gdfit command pointed at it, and headless Chromium reading the runs page."""
+every gdfit command pointed at it, and headless Chromium on gdfit's view of the runs there."""
 
-import os
-import shutil
 import socket
 import subprocess
 import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import BIN, run_command
+from browser import check_gdfit_view, needs_chromium, new_page
+from conftest import run_command
 from mlflow.tracking import MlflowClient
 
+from gdfit import views
 from gdfit.ui import wait_until_healthy
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def free_port() -> int:
@@ -110,64 +107,18 @@ def test_compare_and_rerun_work_against_the_server(sweep):
     assert ": identical: " in out.stdout
 
 
-@pytest.mark.skipif(
-    not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)"
-)
-def test_browser_lists_the_sweep_on_the_runs_page(sweep, tmp_path):
-    from playwright.sync_api import sync_playwright
-
-    url, _, experiment, parent, children = sweep
-    shot = tmp_path / "runs-page.png"
-    flags = [
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-quic",
-    ]
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=flags)
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
-        page.goto(f"{url}/#/experiments/{experiment}/runs")
-        page.get_by_text(parent.info.run_name).first.wait_for(timeout=60_000)
-        # Children are folded under their parent: press the expander in the parent's name cell.
-        name_cell = page.get_by_text(parent.info.run_name).first.locator(
-            "xpath=ancestor::div[@role='gridcell'][1]"
-        )
-        name_cell.locator("button[data-component-id*='runnamecellrenderer']").first.click()
-        for child in children:
-            page.get_by_text(child.info.run_name).first.wait_for(timeout=30_000)
-        page.screenshot(path=str(shot), full_page=True)
-        browser.close()
-    assert shot.read_bytes()[:4] == b"\x89PNG"
-    keep = os.environ.get("GDFIT_SCREENSHOT_DIR")
-    if keep:
-        shutil.copy(shot, Path(keep) / shot.name)
+@needs_chromium
+def test_browser_sees_gdfit_view_on_the_server(sweep):
+    """The view gdfit wrote into the server's store opens at the server's own address."""
+    url, _, experiment, _, children = sweep
+    with new_page() as page:
+        check_gdfit_view(page, url, experiment, children, "server")
 
 
-def test_gdfit_ui_serves_the_store_and_prints_the_runs_page(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    assert (
-        run_command("gdfit-train", "train.steps=5", f"tracking.uri={uri}", cwd=tmp_path).returncode
-        == 0
-    )
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(BIN / "gdfit-ui"), "--tracking-uri", uri, "--port", str(port)],
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        lines = [proc.stdout.readline() for _ in range(2)]
-        experiment = MlflowClient(uri).get_experiment_by_name("gdfit").experiment_id
-        page = f"http://127.0.0.1:{port}/#/experiments/{experiment}/runs"
-        assert lines[1].strip() == f"runs of 'gdfit': {page}"
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
-            assert answer.status == 200
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+def test_gdfit_ui_points_at_a_servers_own_ui_without_credentials(sweep, tmp_path):
+    url, _, experiment, _, _ = sweep
+    with_password = url.replace("http://", "http://alice:secret@")
+    out = run_command("gdfit-ui", "--tracking-uri", with_password, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[1].strip() == views.address(url, experiment)
+    assert "secret" not in out.stdout

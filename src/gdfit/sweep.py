@@ -39,6 +39,7 @@ from gdfit.errors import ConfigError, GdfitError, TrackingError
 from gdfit.paths import default_store_dir
 
 PARENT_ENV = "GDFIT_SWEEP_PARENT"  # in a job: the id of its sweep's parent run
+NAME_ENV = "GDFIT_SWEEP_NAME"  # and the parent's name, which groups the jobs in the UI
 # Settings that do not change what a job computes or records: a resumed sweep may name the store
 # another way or print less, the run name follows from the rest, and sweep.resume is its own.
 NOT_THE_FIT = ("tracking.uri", "tracking.run_name", "train.log_every", "sweep.")
@@ -196,7 +197,7 @@ class MlflowSweep(Callback):
         else:
             self._reopen(config.sweep.resume, experiment, tags)
         atexit.register(self._cut_off)  # Ctrl-C or a crash: the parent must not stay RUNNING
-        handed = {PARENT_ENV: self.parent}
+        handed = {PARENT_ENV: self.parent, NAME_ENV: self.name}
         if _writable_uri(self.uri):
             # The store the parent is in, for a job whose tracking.uri is unset or comes from
             # the environment (tracking=server); an explicit tracking.uri still comes first.

@@ -31,9 +31,11 @@ from mlflow.utils.mlflow_tags import (
 )
 from omegaconf import DictConfig, OmegaConf
 
+from gdfit import views
 from gdfit.errors import ConfigError, GdfitError, TrackingError
 from gdfit.notes import NOTE_TAG, shown_uri
 from gdfit.paths import default_store_dir
+from gdfit.sweep import NAME_ENV as SWEEP_NAME_ENV  # and its name, which groups them in the UI
 from gdfit.sweep import PARENT_ENV as SWEEP_PARENT_ENV  # set in a sweep's jobs: their parent
 
 FLUSH_SECONDS = 2.0  # how often buffered loss points are sent while a run goes
@@ -178,10 +180,13 @@ def artifact_folder(experiment: str) -> str:
 
 
 def _get_or_create(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+    """The experiment's id; it carries gdfit's view of its runs in the MLflow UI."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
+        views.ensure(client, experiment)
         return experiment.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_location)
+    tags = views.wanted_tags({})
+    return client.create_experiment(name, artifact_location=artifact_location, tags=tags)
 
 
 def source_tags() -> dict[str, str]:
@@ -288,6 +293,7 @@ def tracked_run(cfg: DictConfig, run_name: str, tags: dict[str, str]) -> Iterato
     tags = {**source_tags(), **tags}
     if parent := os.environ.get(SWEEP_PARENT_ENV):
         tags[MLFLOW_PARENT_RUN_ID] = parent
+    tags |= views.group_tag(os.environ.get(SWEEP_NAME_ENV) if parent else None)
     created = client.create_run(experiment_id, run_name=run_name, tags=tags)
     run = TrackedRun(client, created.info.run_id, cfg.train.steps, cfg.tracking.curve_points)
     status = "FAILED"

@@ -1,0 +1,245 @@
+"""gdfit's own view of its experiment in the MLflow UI, and the address that opens it.
+
+MLflow 3.17's UI keeps a saved, shareable view of an experiment's runs page as the experiment
+tag `mlflow.sharedViewState.<key>`, and opens it at
+`#/experiments/<id>/runs?viewStateShareKey=<key>`.
+Its "Save as new view" action writes `{"name", "createdAt", "updatedAt", "state"}`, where
+`state` is the page state as JSON text (the UI deflates it; it reads plain JSON as well): the
+search facets (filter, sort) and the UI state (columns, grouping, chart cards and sections).
+`VIEW_STATE` is that state as read back from a tag the UI wrote, set the way gdfit wants it.
+The view lives in the store, so the same address works on a team server.
+
+The experiment page opens in MLflow's GenAI layout unless its address says
+`workflowType=machine_learning`; the experiment tag `mlflow.experimentKind` is read only by UI
+builds without the GenAI/training switch. `address()` says the first, `ensure()` sets both.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+VIEW_KEY = "gdfit"
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+VIEW_NAME = "gdfit: best run first, loss on log axes"
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"  # the training layout
+UI_HOST, UI_PORT = "127.0.0.1", 5000  # where gdfit-ui serves unless told otherwise
+
+# Runs of one sweep carry its name in this tag, other runs SINGLE_RUNS: the view groups the
+# table by it. (The UI nests children under their parent only while sorted by start time, and
+# a best-first sort needs groups instead; runs without the tag, sweep parents among them, fall
+# into MLflow's collapsed "Additional runs" group.)
+GROUP_TAG = "gdfit.group"
+SINGLE_RUNS = "single runs"
+
+PARAM_COLUMNS = [
+    "backend.name",
+    "optimizer.name",
+    "optimizer.lr",
+    "train.seed",
+    "backend.dtype",
+    "device.name",
+    "train.steps",
+]
+METRIC_COLUMNS = ["final_loss", "loss_gap", "train_seconds"]
+# The settings gdfit's sweeps mostly vary: the parallel-coordinates axes (more axes than
+# these crowd its card).
+SWEPT_PARAMS = ["backend.name", "optimizer.name", "optimizer.lr"]
+SECTION = "gdfit-charts"
+
+
+def _column(group: str, key: str) -> str:
+    return f"{group}.`{key}`"
+
+
+# ag-grid column ids. "Created" carries the run's status icon. The widths keep run names and
+# metrics (printed to 16 digits) whole.
+COLUMNS = [
+    ("attributes.`Run Name`", 290),
+    ("runDateAndNestInfo", 140),
+    *((_column("metrics", k), 160) for k in METRIC_COLUMNS),
+    *((_column("params", k), 110) for k in PARAM_COLUMNS),
+    ("duration", 80),
+]
+
+
+def _card(uuid: str, kind: str, **fields) -> dict:
+    """A chart card with the fields the UI's own card classes start from."""
+    base = {
+        "uuid": uuid,
+        "type": kind,
+        "runsCountToCompare": 100,
+        "metricSectionId": SECTION,
+        "deleted": False,
+        "isGenerated": False,
+    }
+    return base | fields
+
+
+LOSS_CHART = _card(
+    "gdfit-loss",
+    "LINE",
+    displayName="loss",
+    metricKey="loss",
+    selectedMetricKeys=["loss"],
+    lineSmoothness=0,
+    xAxisScaleType="linear",
+    scaleType="log",
+    range={},
+    xAxisKey="step",
+    selectedXAxisMetricKey="",
+    yAxisKey="metric",
+    yAxisExpressions=[],
+    ignoreOutliers=False,
+    useGlobalXaxisKey=True,
+    useGlobalLineSmoothing=True,
+)
+CHARTS = [
+    LOSS_CHART,
+    # A scalar metric is drawn as bars on a linear axis labelled to two decimals, where gaps
+    # of 1e-9 and 1e-6 both read 0.00: the bars show log10 of the gap instead.
+    _card("gdfit-log10-gap", "BAR", displayName="log10_loss_gap", metricKey="log10_loss_gap"),
+    # The scatter chart has no log axis; lr stays linear (a sweep's rates still line up).
+    _card(
+        "gdfit-loss-vs-lr",
+        "SCATTER",
+        xaxis={"key": "optimizer.lr", "type": "PARAM"},
+        yaxis={"key": "final_loss", "type": "METRIC"},
+    ),
+    _card(
+        "gdfit-gap-vs-lr",
+        "SCATTER",
+        xaxis={"key": "optimizer.lr", "type": "PARAM"},
+        yaxis={"key": "log10_loss_gap", "type": "METRIC"},
+    ),
+    # Drawn over the runs that have every axis; a setting no run varied is one flat axis.
+    _card(
+        "gdfit-parallel",
+        "PARALLEL",
+        selectedParams=SWEPT_PARAMS,
+        selectedMetrics=["log10_loss_gap"],
+        showAllRuns=False,
+    ),
+]
+
+VIEW_STATE = {
+    # search facets
+    "searchFilter": "",
+    "orderByKey": _column("metrics", "final_loss"),
+    "orderByAsc": True,
+    "startTime": "ALL",
+    "lifecycleFilter": "Active",
+    "datasetsFilter": [],
+    "modelVersionFilter": "All Runs",
+    # runs table
+    "selectedColumns": [_column("metrics", k) for k in METRIC_COLUMNS]
+    + [_column("params", k) for k in PARAM_COLUMNS],
+    "columnOrder": [column for column, _ in COLUMNS],
+    "columnWidths": dict(COLUMNS),
+    "runsHiddenMode": "FIRST_20_RUNS",  # the charts draw the table's first 20 runs
+    "viewMaximized": False,
+    "runListHidden": False,
+    # Each group row shows its best (lowest) value. Groups start expanded; MLflow's own
+    # "Additional runs" group stays folded (expanding it from here misdraws the table).
+    "groupBy": {
+        "aggregateFunction": "min",
+        "groupByKeys": [{"mode": "tag", "groupByData": GROUP_TAG}],
+    },
+    "groupsExpanded": {},
+    "useGroupedValuesInCharts": False,  # a curve per run, not one per group
+    # chart view: gdfit's charts first; those MLflow adds for every other metric wait in
+    # folded sections below
+    "compareRunCharts": CHARTS,
+    "compareRunSections": [
+        {"uuid": SECTION, "name": "gdfit", "display": True, "isReordered": True, "columns": 2},
+        {"uuid": "gdfit-model", "name": "Model metrics", "display": False, "isReordered": False},
+        {"uuid": "gdfit-system", "name": "System metrics", "display": False, "isReordered": False},
+    ],
+    "isAccordionReordered": True,
+    "hideEmptyCharts": True,
+    "globalLineChartConfig": {
+        "xAxisKey": "step",
+        "lineSmoothness": 0,
+        "selectedXAxisMetricKey": "",
+    },
+}
+
+
+def group_tag(sweep_name: str | None) -> dict[str, str]:
+    """The tag that places a run in the view's groups: its sweep's name, or SINGLE_RUNS."""
+    return {GROUP_TAG: sweep_name or SINGLE_RUNS}
+
+
+def wanted_tags(current: dict[str, str]) -> dict[str, str]:
+    """The experiment tags to write so that gdfit's view is there and current; {} if it is."""
+    wanted = {}
+    if current.get(KIND_TAG) != KIND:
+        wanted[KIND_TAG] = KIND
+    stored = _envelope(current.get(VIEW_TAG))
+    if stored.get("state") != VIEW_STATE:
+        now = int(time.time() * 1000)
+        envelope = {
+            "name": VIEW_NAME,
+            "createdAt": stored.get("createdAt", now),
+            "updatedAt": now,
+            "state": json.dumps(VIEW_STATE, separators=(",", ":")),
+        }
+        wanted[VIEW_TAG] = json.dumps(envelope, separators=(",", ":"))
+    return wanted
+
+
+def _envelope(value: str | None) -> dict:
+    """A stored view with its state parsed; {} when missing or not gdfit's plain JSON (the UI's
+    own saves are deflated: "Override saved view" replaces gdfit's view until gdfit's next run)."""
+    try:
+        envelope = json.loads(value)
+        return envelope | {"state": json.loads(envelope["state"])}
+    except (TypeError, ValueError, KeyError):
+        return {}
+
+
+def ensure(client, experiment) -> None:
+    """Write gdfit's view onto `experiment` (an MLflow Experiment) unless it is there already.
+
+    A view is a convenience: a store that refuses the write (a read-only permission, say) is
+    left as it is, and the run goes on.
+    """
+    for key, value in wanted_tags(experiment.tags).items():
+        try:
+            client.set_experiment_tag(experiment.experiment_id, key, value)
+        except Exception:
+            return
+
+
+def address(uri: str, experiment_id: str, run_id: str | None = None) -> str | None:
+    """The address that shows the experiment in gdfit's view (or one run's page).
+
+    An http(s) tracking URI is a server with its own UI: its address, credentials and query
+    left out. A local sqlite store is what `gdfit-ui` serves, at its default address. Any other
+    store (a database that a server elsewhere reads) has no address gdfit knows: None.
+    """
+    if uri.startswith(("http://", "https://")):
+        parts = urlsplit(uri)
+        host = parts.hostname or ""
+        netloc = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets
+        if parts.port:
+            netloc += f":{parts.port}"
+        base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+    elif uri.startswith("sqlite:///"):
+        base = f"http://{UI_HOST}:{UI_PORT}"
+    else:
+        return None
+    return page(base, experiment_id, run_id)
+
+
+def page(base: str, experiment_id: str, run_id: str | None = None, charts: bool = False) -> str:
+    """The UI address under server address `base`: gdfit's view of the runs (its chart view
+    with `charts`), or the page of run `run_id`."""
+    layout = "workflowType=machine_learning"
+    if run_id:
+        return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?{layout}"
+    query = f"{layout}&viewStateShareKey={VIEW_KEY}"
+    if charts:
+        query += "&compareRunsMode=CHART"
+    return f"{base}/#/experiments/{experiment_id}/runs?{query}"

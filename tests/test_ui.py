@@ -1,0 +1,310 @@
+"""gdfit's view of its runs in the MLflow UI, and `gdfit-ui`, the command that serves it.
+
+The browser tests open what `gdfit-ui` prints in headless Chromium on a store holding a small
+sweep; the faults (taken port, mistyped store, bad port, Ctrl-C) go through the installed
+command.
+"""
+
+import base64
+import json
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+import zlib
+from pathlib import Path
+
+import pytest
+from browser import WAIT_MS, check_gdfit_view, needs_chromium, new_page
+from conftest import BIN, run_command
+from mlflow.tracking import MlflowClient
+
+from gdfit import tracking, views
+
+ADDRESS = re.compile(r"^\s+runs:\s+(\S+)$", re.M)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_ui(*args: str, folder: Path) -> tuple[subprocess.Popen, Path, Path]:
+    """`gdfit-ui` started as a user would, its output going to files the test can read."""
+    out, err = folder / "ui.out", folder / "ui.err"
+    proc = subprocess.Popen(
+        [str(BIN / "gdfit-ui"), *args],
+        cwd=folder,
+        stdout=out.open("w"),
+        stderr=err.open("w"),
+        stdin=subprocess.DEVNULL,
+    )
+    return proc, out, err
+
+
+def wait_for_text(path: Path, text: str, proc: subprocess.Popen, seconds: float = 180) -> str:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        content = path.read_text()
+        if text in content:
+            return content
+        if proc.poll() is not None:
+            raise AssertionError(f"gdfit-ui exited {proc.returncode}: {content}")
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} not printed within {seconds} s: {path.read_text()}")
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=3) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+def servers_on(port: int) -> list[int]:
+    """Pids of MLflow server processes (`mlflow server`, its uvicorn) started for `port`."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        mlflow = any(a == b"mlflow" or a.startswith(b"mlflow.server") for a in argv)
+        if mlflow and b"--port" in argv and str(port).encode() in argv:
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.fixture(scope="module")
+def sweep_store(tmp_path_factory):
+    """A store holding a three-job learning-rate sweep of 200 steps."""
+    folder = tmp_path_factory.mktemp("ui-store")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    out = run_command(
+        "gdfit-train",
+        "-m",
+        "optimizer.lr=1e-6,2e-6,3e-6",
+        "train.steps=200",
+        f"tracking.uri={uri}",
+        cwd=folder,
+    )
+    assert out.returncode == 0, out.stderr
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("gdfit").experiment_id
+    (parent,) = client.search_runs([experiment], "tags.gdfit.sweep = 'true'")
+    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    return folder, uri, experiment, parent, children
+
+
+@pytest.fixture(scope="module")
+def ui(sweep_store):
+    """`gdfit-ui` serving the sweep's store on a free port: (process, stdout, stderr file, port)."""
+    folder, uri, *_ = sweep_store
+    port = free_port()
+    proc, out, err = start_ui("--tracking-uri", uri, "--port", str(port), folder=folder)
+    try:
+        printed = wait_for_text(out, "Ctrl-C stops it.", proc)
+        yield proc, printed, err, port
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+
+
+# ---- the view and its address ----
+
+
+def test_address_is_the_servers_own_ui_without_credentials_or_gdfit_uis():
+    view = "#/experiments/7/runs?workflowType=machine_learning&viewStateShareKey=gdfit"
+    assert views.address("https://alice:pw@mlflow.example:8443/base/?token=x", "7") == (
+        f"https://mlflow.example:8443/base/{view}"
+    )
+    assert views.address("sqlite:////tmp/s/mlflow.db", "7") == f"http://127.0.0.1:5000/{view}"
+    assert views.address("http://[::1]:5000", "7", run_id="abc") == (
+        "http://[::1]:5000/#/experiments/7/runs/abc?workflowType=machine_learning"
+    )
+    assert views.address("postgresql://db.example/mlflow", "7") is None
+
+
+def test_every_opened_experiment_carries_the_view_written_once(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client, experiment = tracking.open_experiment(uri, "gdfit")
+    tags = client.get_experiment(experiment).tags
+    assert tags[views.KIND_TAG] == views.KIND
+    envelope = json.loads(tags[views.VIEW_TAG])
+    assert set(envelope) == {"name", "createdAt", "updatedAt", "state"}
+    assert json.loads(envelope["state"]) == views.VIEW_STATE
+    tracking.open_experiment(uri, "gdfit")  # a second run: nothing to write
+    assert client.get_experiment(experiment).tags[views.VIEW_TAG] == tags[views.VIEW_TAG]
+
+
+def test_sweep_jobs_are_grouped_under_their_sweeps_name(sweep_store):
+    *_, parent, children = sweep_store
+    assert len(children) == 3
+    assert {c.data.tags[views.GROUP_TAG] for c in children} == {parent.info.run_name}
+    assert views.GROUP_TAG not in parent.data.tags  # parents wait in "Additional runs"
+
+
+# ---- gdfit-ui and the browser ----
+
+
+@needs_chromium
+def test_browser_sees_gdfit_view_at_the_address_gdfit_ui_prints(sweep_store, ui):
+    _, _, experiment, _, children = sweep_store
+    _, printed, err, port = ui
+    base = f"http://127.0.0.1:{port}"
+    assert ADDRESS.findall(printed) == [views.page(base, experiment)]
+    with new_page() as page:
+        check_gdfit_view(page, base, experiment, children, "gdfit-ui")
+    assert err.read_text() == ""  # quiet: no request log, no warnings
+
+
+@needs_chromium
+def test_the_uis_own_save_view_reads_gdfit_view_and_writes_it_back_unchanged(sweep_store, ui):
+    """The shape of VIEW_STATE is the UI's: adopting gdfit's view and saving it as a new view
+    (the UI's Share action) stores the very same state."""
+    _, uri, experiment, _, children = sweep_store
+    base = f"http://127.0.0.1:{ui[3]}"
+    with new_page() as page:
+        page.goto(views.page(base, experiment))
+        page.get_by_text(children[0].info.run_name, exact=True).first.wait_for(timeout=WAIT_MS)
+        page.get_by_role("button", name="Override saved view").click()
+        page.get_by_test_id("saved-views-trigger").click()
+        page.get_by_text("Save as new view").click()
+        page.get_by_test_id("save-view-name-input").fill("saved by the UI")
+        page.get_by_test_id("save-view-save-button").click()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            tags = MlflowClient(uri).get_experiment(experiment).tags
+            saved = [json.loads(v) for k, v in tags.items() if k.startswith("mlflow.shared")]
+            saved = [s for s in saved if s["name"] == "saved by the UI"]
+            if saved:
+                break
+            time.sleep(0.5)
+    (envelope,) = saved
+    assert set(envelope) == {"name", "createdAt", "updatedAt", "state"}
+    kind, _, data = envelope["state"].partition(";")  # the UI deflates what it stores
+    assert kind == "deflate"
+    assert json.loads(zlib.decompress(base64.b64decode(data))) == views.VIEW_STATE
+
+
+# ---- gdfit-ui's faults, one line each ----
+
+
+def test_a_port_held_by_another_mlflow_server_is_named_and_no_address_printed(sweep_store, ui):
+    folder, uri, *_ = sweep_store
+    port = ui[3]
+    out = run_command("gdfit-ui", "--tracking-uri", uri, "--port", str(port), cwd=folder)
+    assert out.returncode == 1
+    assert out.stdout == ""
+    assert out.stderr == (
+        f"gdfit: error: port {port} on 127.0.0.1 is taken by another MLflow server; "
+        "choose a free one with --port\n"
+    )
+
+
+def test_a_port_held_by_another_program_and_an_open_host_say_why(sweep_store):
+    folder, uri, *_ = sweep_store
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        out = run_command(
+            "gdfit-ui", "--tracking-uri", uri, "--host", "0.0.0.0", "--port", str(port), cwd=folder
+        )
+    assert out.returncode == 1
+    warning, error = out.stderr.splitlines()
+    assert warning.startswith("gdfit-ui: warning: --host 0.0.0.0 lets every machine")
+    assert "--allowed-hosts" in warning
+    assert error == (
+        f"gdfit: error: port {port} on 0.0.0.0 is taken by another program; "
+        "choose a free one with --port"
+    )
+
+
+def test_a_mistyped_store_or_experiment_is_refused_and_nothing_created(sweep_store, tmp_path):
+    folder, uri, *_ = sweep_store
+    typo = tmp_path / "mlrun" / "mlflow.db"
+    out = run_command("gdfit-ui", "--tracking-uri", f"sqlite:///{typo}", cwd=tmp_path)
+    assert out.returncode == 2
+    assert out.stderr == (
+        f"gdfit: error: --tracking-uri: no MLflow store at {typo}; check the path, or pass "
+        "--create to start an empty one\n"
+    )
+    assert not typo.parent.exists()
+    out = run_command("gdfit-ui", "--tracking-uri", uri, "--experiment", "gdfti", cwd=folder)
+    assert out.returncode == 2
+    assert out.stderr.startswith("gdfit: error: no experiment 'gdfti' in ")
+    assert "experiments there: Default, gdfit" in out.stderr
+    assert MlflowClient(uri).get_experiment_by_name("gdfti") is None
+
+
+def test_a_port_out_of_range_is_a_bad_setting(sweep_store):
+    folder, uri, *_ = sweep_store
+    out = run_command("gdfit-ui", "--tracking-uri", uri, "--port", "99999", cwd=folder)
+    assert out.returncode == 2
+    assert out.stderr == (
+        "gdfit: error: --port: must be a port number from 1 to 65535 (got 99999)\n"
+    )
+
+
+def test_help_explains_every_option_without_markup():
+    out = run_command("gdfit-ui", "--help", cwd=Path.cwd())
+    assert out.returncode == 0
+    options = re.findall(r"^\s+(--[a-z-]+)(.*)$", out.stdout, re.M)
+    assert {o for o, _ in options} >= {"--port", "--host", "--create", "--open", "--verbose"}
+    for option, rest in options:
+        if option != "--allowed-hosts":  # its help starts on the next line
+            assert rest.strip(), f"{option} has no help"
+    assert "`" not in out.stdout
+
+
+def test_taken_default_port_then_ctrl_c_stops_all_of_it_within_3_s_in_one_line(tmp_path):
+    """A new store (--create), the default port taken, quiet output, Ctrl-C."""
+    default = views.UI_PORT
+    with socket.socket() as holder:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:  # hold the default port, unless someone else does already
+            holder.bind(("127.0.0.1", default))
+            holder.listen()
+        except OSError:
+            pass
+        store = f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}"
+        proc, out, err = start_ui("--tracking-uri", store, "--create", folder=tmp_path)
+        printed = wait_for_text(out, "Ctrl-C stops it.", proc)
+    (address,) = ADDRESS.findall(printed)
+    port = int(re.match(r"http://127\.0\.0\.1:(\d+)/", address)[1])
+    assert port != default
+    assert re.fullmatch(
+        f"gdfit-ui: port {default} is taken by another (program|MLflow server); "
+        rf"serving on port {port} instead \(--port chooses\)\n",
+        err.read_text(),
+    )
+    assert answers(f"http://127.0.0.1:{port}")
+    before = err.read_text()
+
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=10) == 0
+    assert time.monotonic() - started <= 3.0
+    assert err.read_text() == before + "gdfit-ui: stopped the MLflow server\n"
+    assert not answers(f"http://127.0.0.1:{port}")
+    assert servers_on(port) == []
+
+
+def test_ctrl_c_while_the_server_starts_is_one_line_and_leaves_no_server(sweep_store, tmp_path):
+    _, uri, *_ = sweep_store
+    port = free_port()
+    proc, out, err = start_ui("--tracking-uri", uri, "--port", str(port), folder=tmp_path)
+    deadline = time.monotonic() + 60
+    while not servers_on(port) and time.monotonic() < deadline:  # the server is starting
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=10) == 0
+    assert err.read_text() == "gdfit-ui: stopped the MLflow server\n"
+    assert out.read_text() == ""
+    time.sleep(0.5)
+    assert servers_on(port) == []
