@@ -74,3 +74,39 @@ def test_setting_mistakes_get_the_fix_in_one_line(tmp_path):
         assert says in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
         assert out.stdout == ""
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_ends_by_saying_where_it_went_and_a_sweep_job_by_one_line(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = run_command("gdfit-train", "train.steps=50", f"tracking.uri={uri}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("gdfit").experiment_id
+    (run,) = client.search_runs([experiment])
+    run_id = run.info.run_id
+    assert out.stdout.splitlines()[-1].startswith("Result: y = ")  # stdout: the example's own
+    assert out.stderr.splitlines() == [
+        f"gdfit: run {run_id} FINISHED, in {uri}",
+        f"gdfit: view it: gdfit-ui --tracking-uri {uri}, then http://127.0.0.1:5000/#/experiments/"
+        f"{experiment}/runs/{run_id}?workflowType=machine_learning",
+        f"gdfit: compare it: gdfit-compare {run_id[:8]} --tracking-uri {uri}; "
+        f"rerun it: gdfit-rerun {run_id[:8]} --tracking-uri {uri}",
+    ]
+    out = run_command(
+        "gdfit-train",
+        "-m",
+        "backend=numpy,tensor",
+        "train.steps=50",
+        f"tracking.uri={uri}",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    jobs = [line for line in out.stdout.splitlines() if " FINISHED  run " in line]
+    assert [line.split()[0] for line in jobs] == [
+        "numpy-sgd-lr1e-06-seed0",
+        "tensor-sgd-lr1e-06-seed0",
+    ]
+    assert all(line.split()[-3] == "FINISHED" for line in jobs)
+    assert not any(line[:1].isdigit() for line in out.stdout.splitlines())  # no loss lines
+    assert "[HYDRA]" not in out.stdout + out.stderr and "\x1b[" not in out.stderr
+    assert "gdfit: view them: gdfit-ui" in out.stdout and "viewStateShareKey=gdfit" in out.stdout

@@ -68,8 +68,9 @@ def store(tmp_path_factory):
         f"hydra.sweep.dir={folder / 'sweeps'}",
         cwd=folder,
     )
-    assert out.returncode == 0, out.stderr
-    optuna = re.search(r"parent run (\w+)\s*$", out.stdout)[1]
+    # Some trials diverge (the shape this figure must hold up to), so the sweep exits 1.
+    assert out.returncode == 1 and "jobs failed" in out.stderr, out.stderr
+    optuna = re.search(r"parent run (\w+)", out.stdout)[1]
     shapes = {
         name: tracking.search_runs(uri, parent=parent)
         for name, parent in (("grid", grid), ("group", group), ("optuna", optuna))
@@ -283,8 +284,12 @@ def test_loss_marks_the_optimum_and_fit_names_its_run(store, tmp_path):
 def test_fit_frames_show_each_snapshot(store):
     _, _, folder = store
     x, y = np.linspace(-np.pi, np.pi, 2000), np.sin(np.linspace(-np.pi, np.pi, 2000))
-    snapshots = [(0, np.array([0.5, -1.0, 0.3, 0.2])), (10, np.array([0.0, 0.8, 0.0, -0.1]))]
-    snapshots.append((5000, np.array([0.0, 0.857, 0.0, -0.0933])))
+    coefs = [
+        (0, [0.5, -1.0, 0.3, 0.2]),
+        (10, [0.0, 0.8, 0.0, -0.1]),
+        (5000, [0, 0.857, 0, -0.0933]),
+    ]
+    snapshots = [(s, np.polynomial.polynomial.polyval(x, c)) for s, c in coefs]
     frames = plots.fit_frames(x, y, "sin", snapshots, "numpy-sgd-lr1e-06-seed0")
     assert [step for step, _ in frames] == [0, 10, 5000]
     images = [image for _, image in frames]

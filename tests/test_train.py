@@ -140,3 +140,32 @@ def test_snapshots_hold_the_fit_after_the_steps_asked_for(make_cfg):
     assert np.array_equal(result.snapshots[300], result.coef)
     # snapshots do not change the run: the same fit without them ends bit-identical
     assert np.array_equal(train(cfg).coef, result.coef)
+
+
+def test_a_run_explains_itself_on_its_mlflow_page(make_cfg, client, store_uri):
+    result = train(make_cfg("train.steps=2000"))
+    run = client.get_run(result.run_id)
+    note = run.data.tags["mlflow.note.content"]
+    assert "**numpy** backend (float64, cpu)" in note and "**sgd (lr 1e-06)**" in note
+    assert "2,000 steps" in note and "a cubic fitted to sin(x) on 2,000 points" in note
+    assert "`Result: y = " in note and f"| final loss | {result.final_loss:.10g} |" in note
+    assert f"| least-squares optimum | {result.optimal_loss:.10g} |" in note
+    assert f"gdfit-rerun {result.run_id} --tracking-uri {store_uri}" in note
+    # The gap's exponent, which MLflow's two-decimal charts can show.
+    gap = result.final_loss - result.optimal_loss
+    assert run.data.metrics["log10_loss_gap"] == pytest.approx(math.log10(gap))
+    # The fit at steps 0, 10, 100, 1000 and 2000, as MLflow's image slider reads them.
+    assert run.data.tags["mlflow.loggedImages"] == "True"
+    images = [a.path for a in client.list_artifacts(result.run_id, "images")]
+    steps = sorted({int(p.split("+step+")[1].split("+")[0]) for p in images})
+    assert steps == [0, 10, 100, 1000, 2000] and len(images) == 10
+
+
+def test_a_diverged_run_says_where_on_its_page(make_cfg, client):
+    from gdfit.errors import Diverged
+
+    with pytest.raises(Diverged) as diverged:
+        train(make_cfg("optimizer.lr=1e-4", "train.steps=300"))
+    note = client.get_run(diverged.value.run_id).data.tags["mlflow.note.content"]
+    assert f"**Diverged** at step {diverged.value.step}" in note
+    assert "Status: FAILED" in note and "`Result:" not in note

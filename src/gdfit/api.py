@@ -38,7 +38,8 @@ def run(
     overrides: list[str] = (),
     tags: dict[str, str] | None = None,
     parent: str | None = None,
-    snapshot_steps=(),
+    snapshot_steps=None,
+    lines: bool = True,
 ) -> Result:
     """One tracked run of `cfg`: validate, prepare, fit, record. `overrides` and `tags` are
     recorded with it; `parent`: the id of a run to nest it under (a sweep's parent run);
@@ -48,4 +49,6 @@ def run(
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID  # ~1 s: only when asked
 
         tags[MLFLOW_PARENT_RUN_ID] = parent
-    return train.train(cfg, overrides=overrides, tags=tags, snapshot_steps=snapshot_steps)
+    return train.train(
+        cfg, overrides=overrides, tags=tags, snapshot_steps=snapshot_steps, lines=lines
+    )

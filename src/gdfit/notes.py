@@ -138,8 +138,9 @@ def sweep_note(
             lines.append(f"- `{r.info.run_id[:8]}` {r.info.run_name}: {why(r)}")
     lines += [
         "",
-        f"Compare: `gdfit-compare --parent {parent_id}{store}`",
+        f"Compare: `gdfit-compare --parent {parent_id}{store}`  ",
     ]
+    lines.append(f"Rerun every job: `gdfit-rerun {parent_id}{store}`")
     if best_id:
         lines.append(f"Rerun the best: `gdfit-rerun {best_id}{store}`")
     if view:

@@ -90,7 +90,8 @@ def fit_frames(
     snapshots: list[tuple[int, np.ndarray]],
     run_name: str,
 ) -> list[tuple[int, np.ndarray]]:
-    """(step, RGB image (h, w, 3) uint8) of the fit at each (step, coef) snapshot.
+    """(step, RGB image (h, w, 3) uint8) of the fit at each (step, prediction) snapshot, the
+    prediction being the model's values at every x (so any model draws the same way).
 
     Cheap enough to log with every run: one small Agg canvas is drawn once with everything that
     does not change (axes, data, legend), and each frame only redraws the fitted line and the
@@ -117,9 +118,9 @@ def fit_frames(
     canvas.draw()
     background = canvas.copy_from_bbox(fig.bbox)
     frames = []
-    for step, coef in snapshots:
+    for step, predicted in snapshots:
         canvas.restore_region(background)
-        fitted.set_ydata(np.polynomial.polynomial.polyval(xs, coef))
+        fitted.set_ydata(np.asarray(predicted)[s])
         step_text.set_text(f"step {step}")
         ax.draw_artist(fitted)
         ax.draw_artist(step_text)

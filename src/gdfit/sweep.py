@@ -123,6 +123,17 @@ def run_job(cfg: DictConfig, fit: Callable[[], float], run_name: str) -> float:
         return math.inf
 
 
+def _quiet_optuna() -> None:
+    """Optuna announces its study at INFO through a colouring handler of its own, escape codes
+    and all even into a file; keep its warnings only, coloured only on a terminal."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if not sys.stderr.isatty():
+        optuna.logging.disable_default_handler()
+        optuna.logging.enable_propagation()
+
+
 def _stop(error: GdfitError) -> NoReturn:
     """Hydra turns an exception raised by a callback into a warning and goes on; a sweep that
     cannot start, or whose jobs failed, ends with gdfit's one line and exit code instead."""
@@ -165,10 +176,12 @@ def _default_uri() -> str:
 
 class MlflowSweep(Callback):
     def __init__(self) -> None:
-        self.uri = self.parent = self.name = None
+        self.uri = self.parent = self.name = self.view = None
         self.sweep_yaml = ""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        if "Optuna" in config.hydra.sweeper._target_:
+            _quiet_optuna()
         try:
             self._start(config)
         except GdfitError as error:
@@ -248,7 +261,7 @@ class MlflowSweep(Callback):
     def _finish(self, status: str) -> tuple[list, list]:
         """Write the summary of the jobs so far on the parent, end it with `status`, print how
         to look at it; (jobs, failed ones), one per config."""
-        from gdfit import summary, tracking
+        from gdfit import notes, summary, tracking, views
 
         jobs = latest_attempts(tracking.search_runs(self.uri, parent=self.parent))
         header, table = summary.rows(jobs)
@@ -258,6 +271,15 @@ class MlflowSweep(Callback):
         tags = {"gdfit.jobs": str(len(jobs)), "gdfit.failed_jobs": str(len(failed))}
         if best:
             tags["gdfit.best_run_id"] = best.info.run_id
+        self.view = views.address(self.uri, jobs[0].info.experiment_id) if jobs else None
+        tags[notes.NOTE_TAG] = notes.sweep_note(
+            jobs,
+            self.parent,
+            swept=summary.swept_keys(jobs),
+            store=notes.store_option(self.uri, _default_uri()),
+            view=self.view,
+            best_id=best.info.run_id if best else None,
+        )[:20000]
         texts = {"summary.csv": summary.to_csv(header, table), "sweep.yaml": self.sweep_yaml}
         figure = None
         if jobs:
@@ -269,6 +291,8 @@ class MlflowSweep(Callback):
         return jobs, failed
 
     def _closing_lines(self, status: str, jobs: list, failed: list, best) -> list[str]:
+        from gdfit import notes
+
         done = "done" if status == "FINISHED" else f"ended {status}"
         head = f"sweep {self.name} {done}: {len(jobs)} jobs, {len(failed)} failed"
         if best:
@@ -281,7 +305,10 @@ class MlflowSweep(Callback):
             lines.append(f"  ... and {len(failed) - MAX_FAILURES_SHOWN} more")
         lines.append(f"parent run {self.parent}")
         lines.append(f"compare its runs: {_compare_command(self.parent, self.uri)}")
-        # The UI address of the parent goes here (views.address, when tracking a server).
+        if self.view:
+            local = self.uri.startswith("sqlite:")
+            ui = f"gdfit-ui{notes.store_option(self.uri, _default_uri())}, then " if local else ""
+            lines.append(f"view them: {ui}{self.view}")
         return lines
 
     def _cut_off(self) -> None:

@@ -278,6 +278,27 @@ class TrackedRun:
         batch = [RunTag(k, str(v)) for k, v in tags.items()]
         self.client.log_batch(self.run_id, tags=batch, synchronous=True)
 
+    def log_images(self, frames: list, key: str) -> None:
+        """(step, RGB uint8 image) pairs as one MLflow image series: the run page's image chart
+        steps through them. The files are those `MlflowClient.log_image(key=, step=)` writes
+        (a PNG and a compressed WebP per step, named so the UI finds key and step), sent in one
+        upload with one tag instead of two uploads and a tag per image (~3x faster)."""
+        import uuid
+
+        from mlflow.tracking.multimedia import compress_image_size
+        from mlflow.utils.mlflow_tags import MLFLOW_LOGGED_IMAGES
+        from PIL import Image
+
+        now = int(time.time() * 1000)
+        with tempfile.TemporaryDirectory() as folder:
+            for step, pixels in frames:
+                name = f"{key}+step+{step}+timestamp+{now}+{uuid.uuid4()}"
+                image = Image.fromarray(pixels)
+                image.save(Path(folder, f"{name}.png"), compress_level=1)
+                compress_image_size(image).save(Path(folder, f"{name}+compressed.webp"))
+            self.client.log_artifacts(self.run_id, folder, "images")
+        self.set_tags({MLFLOW_LOGGED_IMAGES: "True"})
+
 
 @contextmanager
 def tracked_run(cfg: DictConfig, run_name: str, tags: dict[str, str]) -> Iterator[TrackedRun]:
@@ -296,6 +317,7 @@ def tracked_run(cfg: DictConfig, run_name: str, tags: dict[str, str]) -> Iterato
     tags |= views.group_tag(os.environ.get(SWEEP_NAME_ENV) if parent else None)
     created = client.create_run(experiment_id, run_name=run_name, tags=tags)
     run = TrackedRun(client, created.info.run_id, cfg.train.steps, cfg.tracking.curve_points)
+    run.experiment_id = experiment_id
     status = "FAILED"
     try:
         # What the run actually used, rather than the null that means "the default".

@@ -6,6 +6,7 @@ curve logged as it goes) -> record (metrics, coefficients, figures). Which model
 rule run is looked up by name (gdfit.registry); nothing here depends on which.
 """
 
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gdfit import __version__, backends, config, data, environment, models, registry, sweep
 from gdfit.cli import fail, refuse_group_lists, reported_errors, version_line
-from gdfit.console import Reporter
+from gdfit.console import Reporter, job_line, where
 from gdfit.devices import resolve_device
 from gdfit.errors import Diverged, GdfitError
 from gdfit.paths import conf_dir
@@ -61,6 +62,7 @@ class Result:
     optimal_loss: float | None  # None for a model without a closed-form optimum
     cfg: DictConfig | None = None
     snapshots: dict[int, np.ndarray] = field(default_factory=dict)
+    run_name: str = ""
 
 
 def default_run_name(cfg: DictConfig) -> str:
@@ -159,6 +161,13 @@ def stable_rate(problem: Problem) -> float | None:
 # ---- record ----
 
 
+def frame_steps(steps: int) -> list[int]:
+    """Where the fit is drawn for the run page's image slider: the start, every power of ten
+    on the way, and the end (0, 10, 100, 1000, 5000 for the example)."""
+    marks = [0] + [10**k for k in range(1, 12) if 10**k < steps]
+    return sorted({*marks, steps})
+
+
 def record(run, problem: Problem, fitted: Fitted) -> Result:
     """Log what the fit came to: metrics, coefficients, figures; return it as a Result."""
     from gdfit import plots
@@ -170,7 +179,12 @@ def record(run, problem: Problem, fitted: Fitted) -> Result:
     coefficients = {name: float(v) for name, v in zip(model.param_names, params, strict=True)}
     metrics = {"final_loss": final_loss}
     if optimal_loss is not None:
-        metrics |= {"optimal_loss": optimal_loss, "loss_gap": final_loss - optimal_loss}
+        gap = final_loss - optimal_loss
+        metrics |= {"optimal_loss": optimal_loss, "loss_gap": gap}
+        # MLflow's charts and Compare print two to four decimals, so gaps of 1e-6 all read
+        # 0.00; the exponent tells runs apart. Below 1e-15 of the loss a gap is rounding.
+        floor = 1e-15 * max(abs(optimal_loss), 1e-300)
+        metrics["log10_loss_gap"] = math.log10(max(gap, floor))
     metrics |= coefficients
     metrics["train_seconds"] = fitted.seconds
     metrics["steps_per_second"] = problem.cfg.train.steps / fitted.seconds
@@ -181,6 +195,9 @@ def record(run, problem: Problem, fitted: Fitted) -> Result:
     run.log_figure(plots.fit_figure(problem.x, y, params, target, problem.run_name), "fit.png")
     loss_steps, losses = np.array(run.curve.kept_steps), np.array(run.curve.kept_losses)
     run.log_figure(plots.loss_figure(loss_steps, losses, optimal_loss), "loss.png")
+    if fitted.snapshots:
+        drawn = [(s, model.predict(p, F)) for s, p in sorted(fitted.snapshots.items())]
+        run.log_images(plots.fit_frames(problem.x, y, target, drawn, problem.run_name), "fit")
     return Result(
         run.run_id,
         params,
@@ -190,7 +207,28 @@ def record(run, problem: Problem, fitted: Fitted) -> Result:
         optimal_loss,
         problem.cfg,
         fitted.snapshots,
+        problem.run_name,
     )
+
+
+def describe(run, problem: Problem, status: str, result=None, error=None) -> None:
+    """The run's description on its MLflow page (see gdfit.notes)."""
+    from gdfit import notes, tracking
+
+    cfg = problem.cfg
+    store = tracking.resolve_uri(cfg.tracking.uri)
+    text = notes.run_note(
+        cfg,
+        run.run_id,
+        status,
+        rerun=notes.store_option(store, tracking.resolve_uri(None)),
+        result_line=problem.model.describe(result.coef) if result else None,
+        final_loss=result.final_loss if result else None,
+        optimal_loss=result.optimal_loss if result else None,
+        diverged_at=getattr(error, "step", None) if isinstance(error, Diverged) else None,
+        error=None if error is None else str(error).splitlines()[0][:500],
+    )
+    run.set_tags({notes.NOTE_TAG: text})
 
 
 # ---- one tracked run ----
@@ -200,11 +238,17 @@ def train(
     cfg: DictConfig,
     overrides: list[str] = (),
     tags: dict[str, str] | None = None,
-    snapshot_steps=(),
+    snapshot_steps=None,
+    lines: bool = True,
 ) -> Result:
     """One tracked run of the fit `cfg` describes; `overrides` (the command line's) and `tags`
-    are recorded with it. `snapshot_steps`: keep the parameters after these many updates."""
+    are recorded with it. `snapshot_steps`: keep the parameters after these many updates
+    (default: `frame_steps`, drawn as the run's fit images). `lines`: print the example's
+    `<step> <loss>` lines and its `Result:` line, then where the run went; without them (a
+    sweep's job) the caller prints one line per run."""
     problem = prepare(cfg)
+    if snapshot_steps is None:
+        snapshot_steps = frame_steps(cfg.train.steps)
     # Imported once the settings are known to be good: MLflow and matplotlib take ~1.3 s to
     # import, which a mistyped setting should not have to wait for.
     from gdfit import tracking
@@ -225,12 +269,29 @@ def train(
         run.log_dict(env, "environment.json")
         if env["git"]["dirty"]:
             run.log_text(git["diff"], "git.diff")
-        with Reporter(cfg.train.steps, cfg.train.log_every, run_name) as reporter:
-            fitted = fit(problem, watch(problem, run, reporter), snapshot_steps)
-        result = record(run, problem, fitted)
+        try:
+            with Reporter(cfg.train.steps, cfg.train.log_every, run_name, lines) as reporter:
+                fitted = fit(problem, watch(problem, run, reporter), snapshot_steps)
+            result = record(run, problem, fitted)
+        except BaseException as error:  # the page says how it ended, then the run ends
+            status = "FAILED" if isinstance(error, Exception) else "KILLED"
+            describe(run, problem, status, error=error)
+            raise
+        describe(run, problem, "FINISHED", result)
 
-    print("Result: " + problem.model.describe(fitted.params), flush=True)
+    if lines:
+        print("Result: " + problem.model.describe(fitted.params), flush=True)
+        print(where_it_went(cfg, run.run_id, run.experiment_id), file=sys.stderr, flush=True)
     return result
+
+
+def where_it_went(cfg: DictConfig, run_id: str, experiment_id: str) -> str:
+    from gdfit import notes, tracking, views
+
+    store = tracking.resolve_uri(cfg.tracking.uri)
+    option = notes.store_option(store, tracking.resolve_uri(None))
+    view = views.address(store, experiment_id, run_id)
+    return where(run_id, "FINISHED", notes.shown_uri(store), option, view)
 
 
 config.register()
@@ -245,12 +306,18 @@ def hydra_main(cfg: DictConfig) -> float:
 
     hydra_cfg = HydraConfig.get()
     overrides = list(hydra_cfg.overrides.task)
+    sweeping = hydra_cfg.mode.name == "MULTIRUN"
+    # A sweep's job prints one line, unless the user asked for its loss lines.
+    lines = not sweeping or any(o.startswith("train.log_every=") for o in overrides)
 
     def run() -> float:
         config.check_composed(cfg, hydra_cfg.runtime.choices)
-        return api.run(cfg, overrides=overrides).final_loss
+        result = api.run(cfg, overrides=overrides, lines=lines)
+        if not lines:
+            print(job_line(result), flush=True)
+        return result.final_loss
 
-    if hydra_cfg.mode.name == "MULTIRUN":
+    if sweeping:
         return sweep.run_job(cfg, run, cfg.tracking.run_name or default_run_name(cfg))
     try:
         sweep.check_single_run(cfg)
