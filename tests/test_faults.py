@@ -112,3 +112,25 @@ def test_an_experiment_name_that_cannot_be_stored_is_one_line(tmp_path):
     assert out.returncode == 2
     assert "tracking.experiment: must be at most 200 printable characters" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["train.seed=-1"], "train.seed: must be between 0 and 4294967295 (got -1)"),
+        (["train.seed=4294967296"], "train.seed: must be between 0 and 4294967295"),
+        (["data.n_points=1000000000000"], "data.n_points: needs ~119,209 GiB"),
+        (["data.x_min=-1e80", "data.x_max=1e80"], "data.x_max: makes the loss at the start"),
+        (["backend=tensor", "data.x_max=1e20"], "overflow float32; narrow the range (got 1e+20)"),
+        (["data.target=exp", "data.x_max=1000"], "data.target: exp(x) overflows float64"),
+        (["model.init=[1e308,1e308,1e308,1e308]"], "model.init: gives a loss that overflows"),
+        (["optimizer=null"], "optimizer: needs an option: one of adam, momentum, sgd"),
+        (["-m", "--cfg", "job"], "--cfg and -m cannot go together"),
+    ],
+)
+def test_inputs_that_broke_the_run_are_one_line_and_create_nothing(args, says, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = run_command("gdfit-train", *args, "train.steps=20", f"tracking.uri={uri}", cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert says in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert not (tmp_path / "mlflow.db").exists()  # nothing created: settings come first

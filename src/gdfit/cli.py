@@ -16,7 +16,7 @@ from typing import NoReturn
 from hydra.errors import HydraException, MissingConfigException
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from gdfit.errors import ConfigError, GdfitError, Stopped
+from gdfit.errors import ConfigError, GdfitError, Stopped, UsageError
 
 _full_trace = False  # the user set HYDRA_FULL_ERROR=1: let errors through with their traceback
 _TYPE_NAMES = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false"}
@@ -73,9 +73,10 @@ def _nearest(key: str, schema) -> str | None:
     return f"did you mean {' or '.join(found)}?" if found else None
 
 
-def refuse_group_lists(overrides: list[str], groups: set[str]) -> None:
-    """`backend=[numpy,tensor]` would merge both options into one run; a group takes a single
-    option, so say how to run each instead."""
+def refuse_group_lists(overrides: list[str], groups: dict) -> None:
+    """`backend=[numpy,tensor]` would merge both options into one run and `optimizer=null`
+    would leave the group empty; a group takes a single option, so say which there are and
+    how to run each. `groups`: group name -> its folder of options."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parser = OverridesParser.create()
@@ -84,6 +85,11 @@ def refuse_group_lists(overrides: list[str], groups: set[str]) -> None:
             (o,) = parser.parse_overrides([line])
         except Exception:  # not an override, or malformed: Hydra reports it in its own words
             continue
+        if o.key_or_group in groups and o.value() is None and not o.is_delete():
+            options = sorted(p.stem for p in groups[o.key_or_group].glob("*.yaml"))
+            raise ConfigError(
+                o.key_or_group, f"needs an option: one of {', '.join(options)}", o.input_line
+            )
         if o.key_or_group in groups and isinstance(o.value(), list):
             names = ",".join(str(v) for v in o.value())
             raise ConfigError(
@@ -91,6 +97,18 @@ def refuse_group_lists(overrides: list[str], groups: set[str]) -> None:
                 f"takes one option, not a list; to run each, sweep: -m {o.key_or_group}={names}",
                 o.input_line,
             )
+
+
+def refuse_mode_clash(args: list[str]) -> None:
+    """Hydra accepts one of -m, --cfg, --info, ... and says so with a traceback."""
+    modes = {"-m": "-m", "--multirun": "-m", "-c": "--cfg", "--cfg": "--cfg", "-i": "--info"}
+    modes |= {"--info": "--info", "--run": "--run", "-r": "--run"}
+    given = sorted({modes[a] for a in args if a in modes})
+    if len(given) > 1:
+        raise UsageError(
+            f"{' and '.join(given)} cannot go together; a sweep's composed config is shown by "
+            "--cfg job without -m, and each job's is logged with its run as config.yaml"
+        )
 
 
 def version_line() -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ from gdfit.devices import DEVICES
 from gdfit.errors import ConfigError
 from gdfit.sweep import sweeps_dir
 
+MAX_SEED = 2**32 - 1
+BYTES_PER_POINT = 16 * 8
 DTYPES = ("float32", "float64")
 
 
@@ -202,6 +205,15 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError("train.steps", "must be >= 1", cfg.train.steps)
     if cfg.train.log_every < 1:
         raise ConfigError("train.log_every", "must be >= 1", cfg.train.log_every)
+    if not 0 <= cfg.train.seed <= MAX_SEED:  # what numpy's and torch's generators accept
+        raise ConfigError("train.seed", f"must be between 0 and {MAX_SEED}", cfg.train.seed)
+    _fits_in_memory(cfg.data.n_points)
+    if len(cfg.tracking.experiment) > 200 or not cfg.tracking.experiment.isprintable():
+        raise ConfigError(
+            "tracking.experiment",
+            "must be at most 200 printable characters",
+            cfg.tracking.experiment,
+        )
     _finite("data.x_min", cfg.data.x_min)
     _finite("data.x_max", cfg.data.x_max)
     if not cfg.data.x_min < cfg.data.x_max:
@@ -213,6 +225,25 @@ def validate(cfg: DictConfig) -> None:
     if not cfg.tracking.experiment:
         raise ConfigError("tracking.experiment", "must be a non-empty name")
     models.given_start(models.build(cfg.model), cfg.model.init)
+
+
+def _fits_in_memory(n_points: int) -> None:
+    """Refuse a data size whose arrays could not be allocated, before allocating them: x, y,
+    the features and their copies take ~16 float64 numbers a point for a cubic."""
+    if n_points < 1:
+        raise ConfigError("data.n_points", "must be >= 1", n_points)
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    most = total // (2 * BYTES_PER_POINT)  # leave half the memory to the rest
+    if n_points > most:
+        raise ConfigError(
+            "data.n_points",
+            f"needs ~{n_points * BYTES_PER_POINT / 2**30:,.0f} GiB; this machine's "
+            f"{total / 2**30:.0f} GiB of memory holds at most ~{most:.2g} points",
+            n_points,
+        )
 
 
 def _check_combination(cfg: DictConfig, model, backend) -> None:

@@ -18,10 +18,16 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from gdfit import __version__, backends, config, data, environment, models, registry, sweep
-from gdfit.cli import fail, refuse_group_lists, reported_errors, version_line
+from gdfit.cli import (
+    fail,
+    refuse_group_lists,
+    refuse_mode_clash,
+    reported_errors,
+    version_line,
+)
 from gdfit.console import Reporter, job_line, where
 from gdfit.devices import resolve_device
-from gdfit.errors import Diverged, GdfitError
+from gdfit.errors import ConfigError, Diverged, GdfitError
 from gdfit.paths import conf_dir
 from gdfit.seeding import seed_everything
 
@@ -85,13 +91,47 @@ def prepare(cfg: DictConfig) -> Problem:
     backend = registry.load("backend", cfg.backend.name)
     device = resolve_device(cfg.device.name, backend)
     seed_everything(cfg.train.seed, torch_backend=backend.TORCH)
-    x, y = data.make_data(cfg.data)
-    model = models.build(cfg.model)
-    F = model.features(x)
-    p0 = models.start(model, cfg.model.init, cfg.train.seed)
-    bound = DIVERGENCE_FACTOR * max(float(model.loss(p0, F, y)), 1.0)
+    with np.errstate(all="ignore"):  # overflow is reported below, by setting
+        x, y = data.make_data(cfg.data)
+        model = models.build(cfg.model)
+        F = model.features(x)
+        p0 = models.start(model, cfg.model.init, cfg.train.seed)
+        check_finite(cfg, y, F)
+        start_loss = float(model.loss(p0, F, y))
+    if not math.isfinite(start_loss):
+        if cfg.model.init != "random":
+            why = "gives a loss that overflows at the start point; use smaller numbers"
+            raise ConfigError("model.init", why, p0.tolist())
+        key, value = _widest_end(cfg)
+        raise ConfigError(
+            key, "makes the loss at the start point overflow; narrow the range", value
+        )
+    bound = DIVERGENCE_FACTOR * max(start_loss, 1.0)
     run_name = cfg.tracking.run_name or default_run_name(cfg)
     return Problem(cfg, model, backend, device, run_name, x, y, F, p0, bound)
+
+
+def check_finite(cfg: DictConfig, y: np.ndarray, F: tuple) -> None:
+    """Data the backend's dtype can hold, or a ConfigError naming the setting that broke it
+    (a diverging loss would otherwise take the blame)."""
+    d = cfg.data
+    largest = np.finfo(cfg.backend.dtype).max
+    where = f"on [{d.x_min:g}, {d.x_max:g}]"  # the target's message names the range
+    if not (np.isfinite(y).all() and np.abs(y).max() <= largest):
+        raise ConfigError(
+            "data.target", f"{d.target}(x) overflows {cfg.backend.dtype} {where}; narrow the range"
+        )
+    for f in F:
+        if not (np.isfinite(f).all() and np.abs(f).max() <= largest):
+            key, value = _widest_end(cfg)
+            why = f"makes the model's features of x overflow {cfg.backend.dtype}; narrow the range"
+            raise ConfigError(key, why, value)
+
+
+def _widest_end(cfg: DictConfig) -> tuple[str, float]:
+    """The end of the data range farther from 0: the one to blame for an overflow."""
+    d = cfg.data
+    return ("data.x_max", d.x_max) if abs(d.x_max) >= abs(d.x_min) else ("data.x_min", d.x_min)
 
 
 # ---- fit ----
@@ -151,8 +191,12 @@ def watch(problem: Problem, run, reporter: Reporter) -> backends.OnChunk:
 
 def stable_rate(problem: Problem) -> float | None:
     """The rate above which the rule diverges on this data, where theory gives one."""
-    curvature = problem.model.curvature(problem.F)
-    if curvature is None:
+    try:
+        with np.errstate(all="ignore"):
+            curvature = problem.model.curvature(problem.F)
+    except (np.linalg.LinAlgError, ValueError, FloatingPointError):
+        return None  # too large to say: the message then leaves the bound out
+    if curvature is None or not math.isfinite(curvature) or curvature <= 0:
         return None
     rule = registry.load("optimizer", problem.cfg.optimizer.name)
     return rule.stable_lr(curvature, problem.cfg.optimizer)
@@ -333,7 +377,8 @@ def main() -> None:
         print(version_line())
         return
     with reported_errors():
-        groups = {p.name for p in conf_dir().iterdir() if p.is_dir()}
+        refuse_mode_clash(args)
+        groups = {p.name: p for p in conf_dir().iterdir() if p.is_dir()}
         refuse_group_lists([a for a in args if "=" in a and not a.startswith("-")], groups)
         hydra_main()
 
