@@ -229,6 +229,7 @@ def record(run, problem: Problem, fitted: Fitted) -> Result:
         # 0.00; the exponent tells runs apart. Below 1e-15 of the loss a gap is rounding.
         floor = 1e-15 * max(abs(optimal_loss), 1e-300)
         metrics["log10_loss_gap"] = math.log10(max(gap, floor))
+    metrics["log10_lr"] = math.log10(problem.cfg.optimizer.lr)  # an axis for MLflow's charts
     metrics |= coefficients
     metrics["train_seconds"] = fitted.seconds
     metrics["steps_per_second"] = problem.cfg.train.steps / fitted.seconds

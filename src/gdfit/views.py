@@ -45,7 +45,10 @@ PARAM_COLUMNS = [
 METRIC_COLUMNS = ["final_loss", "loss_gap", "train_seconds"]
 # The settings gdfit's sweeps mostly vary: the parallel-coordinates axes (more axes than
 # these crowd its card).
-SWEPT_PARAMS = ["backend.name", "optimizer.name", "optimizer.lr"]
+SWEPT_PARAMS = ["backend.name", "optimizer.name"]
+# MLflow's scatter and parallel charts have linear axes only, on which rates from 1e-7 to 1e-5
+# bunch up and read 0.00000: the runs also log log10_lr, and the charts use that axis.
+SWEPT_METRICS = ["log10_lr", "log10_loss_gap"]
 SECTION = "gdfit-charts"
 
 
@@ -100,17 +103,17 @@ CHARTS = [
     # A scalar metric is drawn as bars on a linear axis labelled to two decimals, where gaps
     # of 1e-9 and 1e-6 both read 0.00: the bars show log10 of the gap instead.
     _card("gdfit-log10-gap", "BAR", displayName="log10_loss_gap", metricKey="log10_loss_gap"),
-    # The scatter chart has no log axis; lr stays linear (a sweep's rates still line up).
+    # The scatter chart has no log axis: against log10 of the rate, which spans decades.
     _card(
         "gdfit-loss-vs-lr",
         "SCATTER",
-        xaxis={"key": "optimizer.lr", "type": "PARAM"},
+        xaxis={"key": "log10_lr", "type": "METRIC"},
         yaxis={"key": "final_loss", "type": "METRIC"},
     ),
     _card(
         "gdfit-gap-vs-lr",
         "SCATTER",
-        xaxis={"key": "optimizer.lr", "type": "PARAM"},
+        xaxis={"key": "log10_lr", "type": "METRIC"},
         yaxis={"key": "log10_loss_gap", "type": "METRIC"},
     ),
     # Drawn over the runs that have every axis; a setting no run varied is one flat axis.
@@ -118,7 +121,7 @@ CHARTS = [
         "gdfit-parallel",
         "PARALLEL",
         selectedParams=SWEPT_PARAMS,
-        selectedMetrics=["log10_loss_gap"],
+        selectedMetrics=SWEPT_METRICS,
         showAllRuns=False,
     ),
 ]
