@@ -145,12 +145,12 @@ def test_dynamic_draws_the_same_orders_again_and_others_for_another_seed():
 
 def test_legendre3_hand_gradient_is_the_custom_functions():
     model = build("legendre3")
-    X_DATA, Y_DATA = tutorial_data("float64")
-    F = model.features(X_DATA)
+    data_x, data_y = tutorial_data("float64")
+    F = model.features(data_x)
     for p in ([0.0, -1.0, 0.0, 0.3], [0.2, -1.7, 0.05, 0.25]):
-        loss, grad = model.loss_grad(np.array(p), F, Y_DATA)
+        loss, grad = model.loss_grad(np.array(p), F, data_y)
         w = torch.tensor(p, dtype=torch.float64, requires_grad=True)
-        x, y = torch.as_tensor(X_DATA), torch.as_tensor(Y_DATA)
+        x, y = torch.as_tensor(data_x), torch.as_tensor(data_y)
         reference = (w[0] + w[1] * cells.LegendrePolynomial3.apply(w[2] + w[3] * x) - y).pow(2)
         reference.sum().backward()
         np.testing.assert_allclose(loss, reference.sum().item(), rtol=1e-13)
@@ -159,18 +159,18 @@ def test_legendre3_hand_gradient_is_the_custom_functions():
 
 def test_dynamic_optimum_is_the_least_mean_loss_over_its_three_forms():
     model = build("dynamic")
-    X_DATA, Y_DATA = tutorial_data("float64")
-    F = model.features(X_DATA)
-    best = model.optimum(F, Y_DATA)
+    data_x, data_y = tutorial_data("float64")
+    F = model.features(data_x)
+    best = model.optimum(F, data_y)
     # Written apart from the model: the three forms' losses, their mean, its gradient at best.
     w = torch.tensor(best, requires_grad=True)
-    x, y = torch.as_tensor(X_DATA), torch.as_tensor(Y_DATA)
+    x, y = torch.as_tensor(data_x), torch.as_tensor(data_y)
     cubic = w[0] + w[1] * x + w[2] * x**2 + w[3] * x**3
     forms = [cubic, cubic + w[4] * x**4, cubic + w[4] * x**4 + w[4] * x**5]
     mean = sum(((f - y) ** 2).sum() for f in forms) / 3
     mean.backward()
     assert np.abs(w.grad.numpy()).max() < 1e-6 * mean.item()
-    assert model.loss(best, F, Y_DATA) == pytest.approx(mean.item(), rel=1e-12)
+    assert model.loss(best, F, data_y) == pytest.approx(mean.item(), rel=1e-12)
 
 
 SYNCING = ("cpu", "item", "tolist", "numpy", "__float__", "__bool__", "__int__")
@@ -238,7 +238,7 @@ def test_new_models_reach_the_host_once_per_chunk(model, backend, monkeypatch):
     ],
 )
 def test_bad_combinations_are_refused_naming_what_is_allowed(overrides, message):
-    with pytest.raises(ConfigError, match=None) as refused:
+    with pytest.raises(ConfigError) as refused:
         api.compose(*overrides)
     assert message in str(refused.value)
 
@@ -316,7 +316,9 @@ def test_the_tutorial_is_one_sweep_of_every_preset(tutorial):
 
 def test_every_tutorial_job_reruns_bit_for_bit(tutorial):
     uri, folder, parent, _ = tutorial
-    out = run_command("gdfit-rerun", parent.info.run_id, "--check", "--tracking-uri", uri, cwd=folder)
+    out = run_command(
+        "gdfit-rerun", parent.info.run_id, "--check", "--tracking-uri", uri, cwd=folder
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     verdicts = [line for line in out.stdout.splitlines() if line.startswith("check of ")]
     assert len(verdicts) == len(PRESETS)

@@ -26,7 +26,7 @@ def polynomial_nn(steps, learning_rate=1e-6):
     start = _values(linear_layer.bias, *linear_layer.weight[0])
     loss_fn = torch.nn.MSELoss(reduction="sum")
     losses = []
-    for t in range(steps):
+    for _ in range(steps):
         y_pred = model(xx)
         loss = loss_fn(y_pred, y)
         losses.append(loss.item())
@@ -49,7 +49,7 @@ def polynomial_optim(steps, learning_rate=1e-3, **rmsprop):
     loss_fn = torch.nn.MSELoss(reduction="sum")
     optimizer = torch.optim.RMSprop(model.parameters(), lr=learning_rate, **rmsprop)
     losses = []
-    for t in range(steps):
+    for _ in range(steps):
         y_pred = model(xx)
         loss = loss_fn(y_pred, y)
         losses.append(loss.item())
@@ -79,7 +79,7 @@ def polynomial_module(steps, lr=1e-6):
     criterion = torch.nn.MSELoss(reduction="sum")
     optimizer = torch.optim.SGD(model.parameters(), lr=lr)
     losses = []
-    for t in range(steps):
+    for _ in range(steps):
         y_pred = model(x)
         loss = criterion(y_pred, y)
         losses.append(loss.item())
@@ -111,7 +111,7 @@ def polynomial_custom_function(steps, learning_rate=5e-6, dtype=torch.float):
     d = torch.full((), 0.3, device=device, dtype=dtype, requires_grad=True)
     start = _values(a, b, c, d)
     losses = []
-    for t in range(steps):
+    for _ in range(steps):
         P3 = LegendrePolynomial3.apply
         y_pred = a + b * P3(c + d * x)
         loss = (y_pred - y).pow(2).sum()
@@ -153,7 +153,7 @@ def dynamic_net(steps, lr=1e-8, momentum=0.9):
     criterion = torch.nn.MSELoss(reduction="sum")
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     losses = []
-    for t in range(steps):
+    for _ in range(steps):
         y_pred = model(x)
         loss = criterion(y_pred, y)
         losses.append(loss.item())

@@ -16,8 +16,11 @@ import numpy as np
 GRADIENTS = ("hand", "autograd")
 
 
-def p3(t):
-    return 0.5 * (5 * t**3 - 3 * t)
+def p3(t, t2=None):
+    """P3(t), given t² if at hand. t·t·t, not t**3: numpy computes t**3 with a general pow,
+    ~80 times slower on these arrays."""
+    t2 = t * t if t2 is None else t2
+    return 0.5 * (5 * (t2 * t) - 3 * t)
 
 
 @cache
@@ -29,7 +32,7 @@ def legendre_polynomial3():
         @staticmethod
         def forward(ctx, input):
             ctx.save_for_backward(input)
-            return p3(input)
+            return 0.5 * (5 * input**3 - 3 * input)
 
         @staticmethod
         def backward(ctx, grad_output):
@@ -57,19 +60,20 @@ class Model:
 
     def loss(self, p, F, y):
         residual = self.predict(p, F) - y
-        return (residual * residual).sum()
+        return residual @ residual
 
     def loss_grad(self, p, F, y):
         """The backward pass autograd takes through the tutorial's graph, by hand."""
         x = F[0]
         t = p[2] + p[3] * x
-        P = p3(t)
+        t2 = t * t
+        P = p3(t, t2)
         residual = p[0] + p[1] * P - y
         g = 2.0 * residual  # d loss / d y_pred
-        g_t = g * p[1] * 1.5 * (5 * t**2 - 1)  # on through P3, as its backward writes it
+        g_t = g * p[1] * 1.5 * (5 * t2 - 1)  # on through P3, as its backward writes it
         grad = p * 0.0  # (4,) of p's kind, filled in place: no array constructor needed
-        grad[0], grad[1], grad[2], grad[3] = g.sum(), (g * P).sum(), g_t.sum(), (g_t * x).sum()
-        return (residual * residual).sum(), grad
+        grad[0], grad[1], grad[2], grad[3] = g.sum(), g @ P, g_t.sum(), g_t @ x
+        return residual @ residual, grad
 
     def autograd_loss(self):
         """The tutorial's forward, P3 being its Function."""

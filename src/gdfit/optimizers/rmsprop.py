@@ -1,9 +1,7 @@
 """RMSprop (torch.optim.RMSprop): v, the running mean of grad², scales each step by 1 / (√v + eps).
-
-    v = alpha·v + (1 - alpha)·grad²                  (v starts at 0)
-    centered: m = alpha·m + (1 - alpha)·grad, and √(v - m²) replaces √v
-    step = grad / (√v + eps); with momentum, buf = momentum·buf + step and the step is buf
-    coef -= lr·step
+From v = 0, each step: v = alpha·v + (1 - alpha)·grad²; centered, m = alpha·m + (1 - alpha)·grad
+and √(v - m²) replaces √v; the step s = grad / (√v + eps), or with momentum buf = momentum·buf + s
+and s = buf; then coef -= lr·s.
 """
 
 import math
