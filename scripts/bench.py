@@ -6,7 +6,8 @@
 
 1. loops: the example's three loops exactly as the tutorial writes them (src/gdfit/reference.py)
    against gdfit's backends on the same data, start point and steps; µs per step, speed-up,
-   and a check that the curves agree. Then every optimizer on every backend.
+   and a check that the curves agree. Then every optimizer on every backend, and the
+   tutorial's other cells (module backend, Legendre model, dynamic net) as their presets run.
 2. processes: the default `gdfit-train` against a minimal hand-written script doing the same
    logging (import MLflow, a new sqlite store, the batched curve, the coefficients, one
    figure), both on new stores, alternating; and a 12-job sequential sweep against one run.
@@ -100,10 +101,14 @@ def rule(name: str, **values):
     return OmegaConf.structured(config.schema("optimizer", name)(name=name, **values))
 
 
-MODEL = models.build(OmegaConf.structured(config.schema("model", "polynomial")(name="polynomial")))
+def model(name: str):
+    return models.build(OmegaConf.structured(config.schema("model", name)(name=name)))
 
 
-def gdfit_fit(name, F, y, coef0, steps, dtype, device, optimizer):
+MODEL = model("polynomial")
+
+
+def gdfit_fit(name, F, y, coef0, steps, dtype, device, optimizer, fitted=MODEL):
     losses = np.empty(steps)
 
     def keep(start, chunk, params):
@@ -111,7 +116,7 @@ def gdfit_fit(name, F, y, coef0, steps, dtype, device, optimizer):
 
     coef = backends.fit(
         name,
-        MODEL,
+        fitted,
         F,
         y,
         coef0,
@@ -165,9 +170,11 @@ def bench_loops(steps: int, reps: int, device: str) -> None:
         "sgd": sgd,
         "momentum": rule("momentum", lr=1e-6, momentum=0.9, nesterov=False),
         "adam": rule("adam", lr=1e-2, betas=[0.9, 0.999], eps=1e-8),
+        "rmsprop": rule("rmsprop", lr=1e-3),
     }
     rows = []
-    for name, dtype in (("numpy", "float64"), ("tensor", "float32"), ("autograd", "float32")):
+    torch_ways = (("tensor", "float32"), ("autograd", "float32"), ("module", "float32"))
+    for name, dtype in (("numpy", "float64"), *torch_ways):
         dev = "cpu" if name == "numpy" else device
         row = [f"{name} ({dtype}, {dev})"]
         for opt in optimizers.values():
@@ -176,8 +183,60 @@ def bench_loops(steps: int, reps: int, device: str) -> None:
             row.append(f"{t / steps * 1e6:.1f}")
         rows.append(row)
     table(
-        "Optimizers: µs per step (autograd: momentum and adam are torch.optim)",
+        "Optimizers: µs per step (autograd: all but sgd are torch.optim; module: all are)",
         ["backend", *optimizers],
+        rows,
+    )
+
+    # The tutorial's other cells, each as its preset runs it (conf/experiment/tutorial_*.yaml).
+    legendre3, dynamic = model("legendre3"), model("dynamic")
+    ways = [
+        ("polynomial_nn: module, sgd", "module", "float32", MODEL, coef0, sgd),
+        (
+            "polynomial_optim: module, rmsprop",
+            "module",
+            "float32",
+            MODEL,
+            coef0,
+            optimizers["rmsprop"],
+        ),
+        (
+            "polynomial_module: module, torch.optim.SGD",
+            "module",
+            "float32",
+            MODEL,
+            coef0,
+            rule("momentum", lr=1e-6, momentum=0.0),
+        ),
+    ]
+    start = np.array([0.0, -1.0, 0.0, 0.3])
+    for name, dtype in (("numpy", "float64"), ("tensor", "float32"), ("autograd", "float32")):
+        legendre_sgd = rule("sgd", lr=5e-6)
+        ways.append(
+            (f"custom_function: legendre3, {name}", name, dtype, legendre3, start, legendre_sgd)
+        )
+    p0 = np.random.default_rng(0).standard_normal(5)
+    for name in ("autograd", "module"):
+        ways.append(
+            (
+                f"dynamic_net: dynamic, {name}",
+                name,
+                "float32",
+                dynamic,
+                p0,
+                rule("momentum", lr=1e-8, momentum=0.9),
+            )
+        )
+    rows = []
+    for what, name, dtype, fitted, p, opt in ways:
+        dev = "cpu" if name == "numpy" else device
+        F = fitted.features(x)
+        gdfit_fit(name, F, y, p, min(steps, 200), dtype, dev, opt, fitted)  # warm-up
+        t = median_seconds(reps, dev, gdfit_fit, name, F, y, p, steps, dtype, dev, opt, fitted)
+        rows.append([what, f"{dtype}, {dev}", f"{t / steps * 1e6:.1f}"])
+    table(
+        "The tutorial's other cells: µs per step",
+        ["cell: model, backend", "dtype, device", "gdfit"],
         rows,
     )
 

@@ -276,7 +276,8 @@ def test_loss_marks_the_optimum_and_fit_names_its_run(store, tmp_path):
     assert legend_texts(loss)[1] == f"least-squares optimum {result.optimal_loss:.6g}"
 
     x, y = data.make_data(compose_cfg(uri).data)
-    fit = plots.fit_figure(x, y, result.coef, "sin", "numpy-sgd-lr1e-06-seed0")
+    fitted = np.polynomial.polynomial.polyval(x, result.coef)
+    fit = plots.fit_figure(x, y, fitted, "sin", "numpy-sgd-lr1e-06-seed0", "y = a + b x")
     assert_inside(fit, rendered(fit, "fit", folder))
     assert fit.get_suptitle() == "numpy-sgd-lr1e-06-seed0"
 

@@ -6,6 +6,7 @@ drawn for every run; the comparison figures of a sweep use the constrained layou
 """
 
 import math
+import textwrap
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,6 +21,7 @@ MARGINS = {"left": 0.13, "right": 0.97, "bottom": 0.12, "top": 0.91}
 MAX_PLOTTED = 2000  # points drawn per line; larger data are subsampled evenly for the figure
 MAX_LEGEND = 10  # runs drawn one colour each with a legend; more get a colour scale
 MAX_LABEL = 70  # characters of a legend entry
+MAX_TITLE = 76  # characters of a line of fit.png's formula; longer ones wrap
 OFFSETS = [(0, ()), (0, (5, 3)), (0, (1, 2)), (0, (6, 2, 1, 2))]  # solid, dashed, dotted, dash-dot
 MARKERS = ["o", "s", "^", "D", "v", "P"]
 COINCIDE_DEX = 1e-3  # curves within 0.23% of each other at every step cannot be told apart
@@ -33,17 +35,25 @@ def _every(n: int) -> slice:
 
 
 def fit_figure(
-    x: np.ndarray, y: np.ndarray, coef: np.ndarray, target: str, run_name: str | None = None
+    x: np.ndarray,
+    y: np.ndarray,
+    fitted: np.ndarray,
+    target: str,
+    run_name: str | None = None,
+    formula: str = "",
 ) -> Figure:
-    """The data and the fitted polynomial over the same x, titled with the run's name."""
+    """The data and the fitted model's y (`fitted`, at each x) over the same x, titled with the
+    run's name and the fitted function (`formula`: the model's `describe`)."""
     s = _every(len(x))
+    title = textwrap.wrap(formula, MAX_TITLE, break_long_words=False) or [""]
+    top = (0.86 if run_name else MARGINS["top"]) - 0.05 * (len(title) - 1)
     fig = Figure(figsize=(6, 4))
-    fig.subplots_adjust(**(MARGINS | {"top": 0.86} if run_name else MARGINS))  # no layout engine
+    fig.subplots_adjust(**(MARGINS | {"top": top}))  # no layout engine: fixed margins
     ax = fig.add_subplot()
     ax.plot(x[s], y[s], label=f"{target}(x)", linewidth=3, alpha=0.5)
-    ax.plot(x[s], np.polynomial.polynomial.polyval(x[s], coef), "--", label="fitted polynomial")
+    ax.plot(x[s], fitted[s], "--", label="fit")
     ax.set(xlabel="x", ylabel="y")
-    ax.set_title(polynomial_text(coef, digits=4), fontsize="small")
+    ax.set_title("\n".join(title), fontsize="small")
     if run_name:
         fig.suptitle(run_name, fontsize="medium", y=0.97)
     ax.legend()
@@ -126,13 +136,6 @@ def fit_frames(
         ax.draw_artist(step_text)
         frames.append((step, np.asarray(canvas.buffer_rgba())[..., :3].copy()))
     return frames
-
-
-def polynomial_text(coef, digits: int | None = None) -> str:
-    """`y = a + b x + c x^2 + ...` as the example prints it (full precision unless `digits`)."""
-    terms = [f"{float(c):.{digits}g}" if digits else f"{float(c)}" for c in coef]
-    powers = ["", " x"] + [f" x^{k}" for k in range(2, len(terms))]
-    return "y = " + " + ".join(t + p for t, p in zip(terms, powers, strict=False))
 
 
 # ---- many runs: their loss curves on one plot, and results against a swept setting ----

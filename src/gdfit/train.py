@@ -237,7 +237,10 @@ def record(run, problem: Problem, fitted: Fitted) -> Result:
     run.log_metrics(metrics)
     run.log_dict(coefficients, "coefficients.json")
     target = problem.cfg.data.target
-    run.log_figure(plots.fit_figure(problem.x, y, params, target, problem.run_name), "fit.png")
+    fit = plots.fit_figure(
+        problem.x, y, model.predict(params, F), target, problem.run_name, model.describe(params, 4)
+    )
+    run.log_figure(fit, "fit.png")
     loss_steps, losses = np.array(run.curve.kept_steps), np.array(run.curve.kept_losses)
     run.log_figure(plots.loss_figure(loss_steps, losses, optimal_loss), "loss.png")
     if fitted.snapshots:

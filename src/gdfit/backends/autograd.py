@@ -18,7 +18,8 @@ class Fit:
         from gdfit.backends import _torch
 
         self.torch, self._read = torch, _torch.read
-        self.loss = model.loss
+        # The model's own loss for autograd (a custom Function, a forward drawn each step).
+        self.loss = model.autograd_loss() if hasattr(model, "autograd_loss") else model.loss
         self.F, (self.y, p0) = (
             _torch.tensors(F, dtype, device),
             _torch.tensors((y, p0), dtype, device),

@@ -4,6 +4,7 @@ A model module (its name is its option, `model=<name>`, in conf/model/<name>.yam
 
     GRADIENTS   the gradient kinds it supports, each a backend's `GRADIENT`: "hand" needs
                 `loss_grad`, "autograd" needs `loss` written with differentiable operations
+                (or `autograd_loss`), "module" needs `module`
     Settings    (optional) its schema, a subclass of config.ModelConfig
     check(cfg)  (optional) raise ConfigError for settings its schema cannot refuse
     Model(settings) with
@@ -17,11 +18,21 @@ A model module (its name is its option, `model=<name>`, in conf/model/<name>.yam
         loss_grad(p, F, y)   (loss, d loss / d p), written by hand
         optimum(F, y)        the best parameters in closed form, or None when there is none
         curvature(F)         the largest eigenvalue of the loss's Hessian, or None
-        describe(p)          the fitted function as one line of text
+        describe(p, digits)  the fitted function as one line of text, at full precision or
+                             with `digits` significant digits
+    and, for the gradient kinds that ask for them,
+        autograd_loss()      (optional) a loss(p, F, y) for one autograd fit, made fresh for
+                             each: one whose forward is a torch.autograd.Function, or whose
+                             forward changes from step to step; `loss` when absent
+        module(p, F)         (net, inputs, params) for one torch.nn fit: a torch.nn.Module
+                             holding the start point p (a tensor), the tensors to call it
+                             with (from F, the features as tensors) so that `net(*inputs)` is
+                             the prediction, and a function giving its parameters as one
+                             tensor in `param_names` order
 
-`predict`, `loss` and `loss_grad` use arithmetic operators only (no numpy or torch functions),
-so numpy arrays and torch tensors, differentiable or not, run the same lines; the others take
-float64 numpy.
+`predict`, `loss` and `loss_grad` use arithmetic operators, indexing and `.sum()` only (no numpy
+or torch functions), so numpy arrays and torch tensors, differentiable or not, run the same
+lines; the others take float64 numpy.
 """
 
 import math

@@ -13,7 +13,7 @@ import numpy as np
 from gdfit.config import ModelConfig
 from gdfit.errors import ConfigError
 
-GRADIENTS = ("hand", "autograd")
+GRADIENTS = ("hand", "autograd", "module")
 MAX_DEGREE = 20
 
 
@@ -63,6 +63,19 @@ class Model:
         residual = X @ coef - y
         return residual @ residual, Xt @ (2.0 * residual)  # loss, d loss / d coef
 
+    def module(self, coef, F):
+        """The tutorial's torch.nn cell: Linear(degree, 1) over x, x^2, ..., its bias holding
+        coef_0 and its weights the others, then Flatten(0, 1) to one prediction per point."""
+        import torch
+
+        linear = torch.nn.Linear(self.degree, 1, dtype=coef.dtype, device=coef.device)
+        with torch.no_grad():
+            linear.bias.copy_(coef[:1])
+            linear.weight.copy_(coef[1:].reshape(1, -1))
+        net = torch.nn.Sequential(linear, torch.nn.Flatten(0, 1))
+        xx = F[0][:, 1:].contiguous()  # (n_points, degree), row-major like the tutorial's xx
+        return net, (xx,), lambda: torch.cat((linear.bias, linear.weight[0]))
+
     def optimum(self, F, y) -> np.ndarray:
         """The coefficients gradient descent converges to (least squares, via lstsq)."""
         return np.linalg.lstsq(F[0], y, rcond=None)[0]
@@ -72,8 +85,8 @@ class Model:
         X = F[0]
         return float(np.linalg.eigvalsh(2.0 * X.T @ X)[-1])
 
-    def describe(self, coef) -> str:
-        """`y = a + b x + c x^2 + ...` as the example prints it, at full precision."""
-        terms = [f"{float(c)}" for c in coef]
+    def describe(self, coef, digits: int | None = None) -> str:
+        """`y = a + b x + c x^2 + ...` as the example prints it (full precision unless `digits`)."""
+        terms = [f"{float(c):.{digits}g}" if digits else f"{float(c)}" for c in coef]
         powers = ["", " x"] + [f" x^{k}" for k in range(2, len(terms))]
         return "y = " + " + ".join(t + p for t, p in zip(terms, powers, strict=False))
