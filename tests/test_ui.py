@@ -21,7 +21,7 @@ from browser import WAIT_MS, check_gdfit_view, needs_chromium, new_page
 from conftest import BIN, run_command
 from mlflow.tracking import MlflowClient
 
-from gdfit import tracking, views
+from gdfit import tracking, uiapp, views
 
 ADDRESS = re.compile(r"^\s+runs:\s+(\S+)$", re.M)
 
@@ -156,8 +156,17 @@ def test_browser_sees_gdfit_view_at_the_address_gdfit_ui_prints(sweep_store, ui)
     _, _, experiment, _, children = sweep_store
     _, printed, err, port = ui
     base = f"http://127.0.0.1:{port}"
-    assert ADDRESS.findall(printed) == [views.page(base, experiment)]
+    (address,) = ADDRESS.findall(printed)
+    assert address == uiapp.landing(views.page(base, experiment))
+    assert f"  charts: {uiapp.landing(views.page(base, experiment, charts=True))}\n" in printed
     with new_page() as page:
+        # A first visit to the printed address lands on the view with MLflow's assistant
+        # panel shut (MLflow opens it on a first visit to localhost) and its button in reach.
+        page.goto(address)
+        page.get_by_text(children[0].info.run_name, exact=True).first.wait_for(timeout=WAIT_MS)
+        assert page.url.startswith(views.page(base, experiment))  # MLflow's own address
+        assert page.get_by_role("button", name="MLflow Assistant").count() == 1
+        assert page.get_by_role("textbox", name="Ask a question").count() == 0
         check_gdfit_view(page, base, experiment, children, "gdfit-ui")
     assert err.read_text() == ""  # quiet: no request log, no warnings
 

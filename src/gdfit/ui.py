@@ -1,7 +1,8 @@
 """gdfit-ui: the MLflow UI over a local gdfit store, opened on gdfit's view of the runs.
 
 It starts `mlflow server` on the store, bound to loopback, and prints the address of gdfit's
-view (see views.py): runs grouped by sweep, best first, losses on log axes. The server runs in
+view (see views.py): runs grouped by sweep, best first, losses on log axes, through a page that
+keeps MLflow's assistant panel from opening itself over it (uiapp.py). The server runs in
 its own process group with its log held back, so Ctrl-C stops all of it at once and quietly.
 """
 
@@ -18,8 +19,9 @@ import tempfile
 import time
 import urllib.request
 import webbrowser
+from importlib.metadata import entry_points
 
-from gdfit import tracking, views
+from gdfit import tracking, uiapp, views
 from gdfit.cli import add_tracking_uri, reported_errors
 from gdfit.errors import ConfigError, GdfitError, Stopped, UsageError
 from gdfit.notes import shown_uri
@@ -207,6 +209,8 @@ def server_command(args: argparse.Namespace, uri: str, port: int) -> list[str]:
         str(port),
         "--workers",
         "1",
+        "--app-name",
+        uiapp.APP_NAME,  # MLflow's app plus the page that keeps the assistant panel shut
     ]
     if not args.verbose:
         command += ["--uvicorn-opts", "--no-access-log"]
@@ -262,8 +266,19 @@ def serve(args: argparse.Namespace) -> int:
     return run_server(args, uri, port, local_url(port), experiment_id)
 
 
+def check_app_installed() -> None:
+    """`mlflow server --app-name` finds gdfit's app through the package's metadata, which an
+    editable install made before the app existed lacks."""
+    if not entry_points(group="mlflow.app", name=uiapp.APP_NAME):
+        raise GdfitError(
+            f"gdfit's MLflow app ({uiapp.APP_NAME}) is not in this environment's package "
+            "metadata; reinstall gdfit (pip install -e .)"
+        )
+
+
 def run_server(args: argparse.Namespace, uri: str, port: int, url: str, experiment_id: str) -> int:
     """Serve until Ctrl-C (0) or the server's end (an error saying why it ended)."""
+    check_app_installed()
     env = {**SERVER_DEFAULTS, **os.environ}
     if not args.verbose:
         env["PYTHONWARNINGS"] = "ignore"
@@ -285,11 +300,12 @@ def run_server(args: argparse.Namespace, uri: str, port: int, url: str, experime
                 raise GdfitError(f"{error}: {why}") from None
             if proc.poll() is not None:  # /health was answered by someone else
                 raise GdfitError(f"the MLflow server could not listen on {url}")
-            view = views.page(url, experiment_id)
+            view = uiapp.landing(views.page(url, experiment_id))
+            charts = uiapp.landing(views.page(url, experiment_id, charts=True))
             print(
                 f"MLflow UI over {uri}, experiment {args.experiment!r}:\n"
                 f"  runs:   {view}\n"
-                f"  charts: {views.page(url, experiment_id, charts=True)}\n"
+                f"  charts: {charts}\n"
                 "Ctrl-C stops it.",
                 flush=True,
             )
