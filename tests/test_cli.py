@@ -87,7 +87,7 @@ def test_a_run_ends_by_saying_where_it_went_and_a_sweep_job_by_one_line(tmp_path
     assert out.stdout.splitlines()[-1].startswith("Result: y = ")  # stdout: the example's own
     assert out.stderr.splitlines() == [
         f"gdfit: run {run_id} FINISHED, in {uri}",
-        f"gdfit: view it: gdfit-ui --tracking-uri {uri}, then http://127.0.0.1:5000/#/experiments/"
+        f"gdfit: view it: gdfit-ui --tracking-uri {uri}, then http://127.0.0.1:5000/gdfit#/experiments/"
         f"{experiment}/runs/{run_id}?workflowType=machine_learning",
         f"gdfit: compare it: gdfit-compare {run_id[:8]} --tracking-uri {uri}; "
         f"rerun it: gdfit-rerun {run_id[:8]} --tracking-uri {uri}",

@@ -124,7 +124,7 @@ def test_an_experiment_name_that_cannot_be_stored_is_one_line(tmp_path):
         (["backend=tensor", "data.x_max=1e20"], "overflow float32; narrow the range (got 1e+20)"),
         (["data.target=exp", "data.x_max=1000"], "data.target: exp(x) overflows float64"),
         (["model.init=[1e308,1e308,1e308,1e308]"], "model.init: gives a loss that overflows"),
-        (["optimizer=null"], "optimizer: needs an option: one of adam, momentum, sgd"),
+        (["optimizer=null"], "optimizer: needs an option: one of adam, momentum, rmsprop, sgd"),
         (["-m", "--cfg", "job"], "--cfg and -m cannot go together"),
     ],
 )

@@ -35,7 +35,11 @@ BAD_SETTINGS = [
     (["model.init=[1,2]"], 2, "model.init: must have degree+1 = 4 numbers"),
     (["model.init=[1,2,3,nan]"], 2, "model.init: must contain only finite numbers"),
     (["model.init=zeros"], 2, 'model.init: must be "random" or a list of 4 numbers'),
-    (["backend=jax"], 2, "backend=jax: unknown option; choose one of autograd, numpy, tensor"),
+    (
+        ["backend=jax"],
+        2,
+        "backend=jax: unknown option; choose one of autograd, module, numpy, tensor",
+    ),
     # only real options are offered, never the schemas behind them
     (["optimizer=Adam"], 2, "optimizer=Adam: unknown option; choose one of adam, momentum"),
     (["device=tpu"], 2, "device=tpu: unknown option; choose one of auto, cpu, cuda"),
@@ -44,13 +48,18 @@ BAD_SETTINGS = [
     (["optimizer=momentum", "optimizer.momentum=1"], 2, "optimizer.momentum: must be in [0, 1)"),
     (["optimizer=adam", "optimizer.betas=[0.9]"], 2, "optimizer.betas: must be two numbers"),
     (["optimizer=adam", "optimizer.eps=0"], 2, "optimizer.eps: must be a positive finite"),
-    (["device=cuda"], 2, "device.name: cuda needs backend=autograd or backend=tensor (numpy"),
+    (
+        ["device=cuda"],
+        2,
+        "device.name: cuda needs backend=autograd or backend=module or backend=tensor (numpy",
+    ),
     # what composing lets through: a group's name set apart from the group, appended keys
     (["backend.name=tensor"], 2, "backend.name: choose the option with backend=tensor:"),
     (
         ["+optimizer.momentum=0.5"],
         2,
-        "optimizer.momentum: not a setting of optimizer=sgd; optimizer=momentum has it",
+        "optimizer.momentum: not a setting of optimizer=sgd; optimizer=momentum and "
+        "optimizer=rmsprop have it",
     ),
     (["+train.stpes=100"], 2, "train.stpes: no such setting; did you mean train.steps"),
     (["+foo=1"], 2, "foo: no such setting; 'foo' is not one of backend, optimizer"),

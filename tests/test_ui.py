@@ -122,7 +122,7 @@ def test_address_is_the_servers_own_ui_without_credentials_or_gdfit_uis():
     assert views.address("https://alice:pw@mlflow.example:8443/base/?token=x", "7") == (
         f"https://mlflow.example:8443/base/{view}"
     )
-    assert views.address("sqlite:////tmp/s/mlflow.db", "7") == f"http://127.0.0.1:5000/{view}"
+    assert views.address("sqlite:////tmp/s/mlflow.db", "7") == f"http://127.0.0.1:5000/gdfit{view}"
     assert views.address("http://[::1]:5000", "7", run_id="abc") == (
         "http://[::1]:5000/#/experiments/7/runs/abc?workflowType=machine_learning"
     )

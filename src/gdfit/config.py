@@ -163,7 +163,8 @@ def _unknown_key_hint(node: DictConfig, prefix: str, key: str, known: list[str])
         }
         owners = [f"{group}={n}" for n, names in fields.items() if key in names]
         if owners:
-            return f"not a setting of {group}={node.name}; {' and '.join(owners)} has it"
+            have = "has" if len(owners) == 1 else "have"
+            return f"not a setting of {group}={node.name}; {' and '.join(owners)} {have} it"
     from gdfit.cli import _nearest  # the same hint Hydra's own unknown-key errors get
 
     hint = _nearest(f"{prefix}{key}", OmegaConf.get_type(node))

@@ -274,7 +274,7 @@ def describe(run, problem: Problem, status: str, result=None, error=None) -> Non
         final_loss=result.final_loss if result else None,
         optimal_loss=result.optimal_loss if result else None,
         diverged_at=getattr(error, "step", None) if isinstance(error, Diverged) else None,
-        error=None if error is None else str(error).splitlines()[0][:500],
+        error=None if error is None else (str(error).splitlines() or [repr(error)])[0][:500],
     )
     run.set_tags({notes.NOTE_TAG: text})
 
@@ -323,7 +323,10 @@ def train(
             result = record(run, problem, fitted)
         except BaseException as error:  # the page says how it ended, then the run ends
             status = "FAILED" if isinstance(error, Exception) else "KILLED"
-            describe(run, problem, status, error=error)
+            try:
+                describe(run, problem, status, error=error)
+            except Exception as unsaid:  # a store gone away: the error itself matters more
+                error.add_note(f"(its description was not saved: {unsaid})")
             raise
         describe(run, problem, "FINISHED", result)
 

@@ -230,7 +230,11 @@ def address(uri: str, experiment_id: str, run_id: str | None = None) -> str | No
             netloc += f":{parts.port}"
         base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
     elif uri.startswith("sqlite:///"):
-        base = f"http://{UI_HOST}:{UI_PORT}"
+        # gdfit-ui's server: through its landing page, which keeps MLflow's assistant panel
+        # from opening over the view (see gdfit.uiapp).
+        from gdfit.uiapp import landing
+
+        return landing(page(f"http://{UI_HOST}:{UI_PORT}", experiment_id, run_id))
     else:
         return None
     return page(base, experiment_id, run_id)
