@@ -169,6 +169,25 @@ def test_a_wrong_password_is_one_line_in_seconds_and_creates_nothing(
     assert len(as_user.search_runs(experiments)) == before
 
 
+def test_an_experiment_the_user_may_only_read_refuses_a_run(stack, user_env, as_user, tmp_path):
+    assert stack.admin_request("experiments/create", {"name": "admins-only"}) == 200
+    out = run_command(
+        "gdfit-train",
+        "tracking=server",
+        "tracking.experiment=admins-only",
+        "train.steps=200",
+        cwd=tmp_path,
+        env=user_env,
+    )
+    assert out.returncode == 1
+    assert out.stderr == (
+        f"gdfit: error: cannot use the MLflow store at {stack.url}: permission denied for user "
+        f"'{USER}' (ask the server's admin for access)\n"
+    )
+    experiment = as_user.get_experiment_by_name("admins-only").experiment_id
+    assert as_user.search_runs([experiment]) == []
+
+
 def test_no_credential_reaches_the_database_or_the_bucket(stack, sweep, user_env, tmp_path):
     # A run given the password inside its tracking URI, on the command line.
     password = stack.secret("user")
@@ -222,7 +241,7 @@ def wait_for(check, seconds: float, what: str):
 def test_mlflow_server_restarted_mid_run_loses_no_point(stack, user_env, as_user, tmp_path):
     """The run rides the outage out: training goes on, points are kept and sent once the server
     is back (client.RETRY_SECONDS)."""
-    steps = 1_000_000  # ~10 s of fitting: the server goes away while it runs
+    steps = 600_000  # ~5 s of fitting or more: the server goes away while it runs
     proc = subprocess.Popen(
         [
             str(BIN / "gdfit-train"),
@@ -269,13 +288,11 @@ def test_postgres_restarted_mid_sweep_leaves_no_run_running(stack, user_env, as_
         [
             str(BIN / "gdfit-train"),
             "-m",
-            "hydra/launcher=joblib",
-            "hydra.launcher.n_jobs=2",
             "tracking=server",
             "tracking.experiment=pg-restart",
-            "train.seed=0,1,2",
-            "train.steps=400000",
-            "train.log_every=400000",
+            "train.seed=0,1",
+            "train.steps=200000",
+            "train.log_every=200000",
         ],
         cwd=tmp_path,
         env={**os.environ, **user_env},
@@ -295,9 +312,9 @@ def test_postgres_restarted_mid_sweep_leaves_no_run_running(stack, user_env, as_
         wait_for(a_job_running, 120, "a running job")
         stack.stop("postgres")
         time.sleep(5)
+        back = time.time() * 1000  # jobs that start from here on come after the fault
         stack.start_postgres()
-        restarted = time.time() * 1000
-        out, stderr = proc.communicate(timeout=300)
+        _, stderr = proc.communicate(timeout=300)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -307,9 +324,9 @@ def test_postgres_restarted_mid_sweep_leaves_no_run_running(stack, user_env, as_
     (parent,) = [r for r in runs if r.data.tags.get("gdfit.sweep") == "true"]
     jobs = [r for r in runs if r is not parent and r.data.tags.get("gdfit.sweep") != "true"]
     assert parent.info.status == "FINISHED"
-    assert sorted(j.data.params["train.seed"] for j in jobs) == ["0", "1", "2"]
+    assert sorted(j.data.params["train.seed"] for j in jobs) == ["0", "1"]
     assert all(j.info.status in ("FINISHED", "FAILED") for j in jobs), [
         (j.info.run_name, j.info.status) for j in jobs
     ]
-    later = [j for j in jobs if j.info.start_time > restarted]
-    assert all(j.info.status == "FINISHED" for j in later)
+    later = [j for j in jobs if j.info.start_time > back]
+    assert later and all(j.info.status == "FINISHED" for j in later)
