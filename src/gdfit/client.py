@@ -82,7 +82,7 @@ def reason(error: BaseException) -> str:
     if code == "PERMISSION_DENIED":
         return f"permission denied for user {user!r} (ask the server's admin for access)"
     text = str(error)
-    if "failed with timeout exception" in text:
+    if "failed with timeout exception" in text or "timed out" in text:
         return f"no answer within {os.environ.get('MLFLOW_HTTP_REQUEST_TIMEOUT', '?')} s"
     if "NameResolutionError" in text:
         return "unknown host"
