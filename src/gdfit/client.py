@@ -1,7 +1,6 @@
 """How gdfit talks to an MLflow store: bounded waits, true error messages, nothing secret sent.
 
 Every MLflow client gdfit makes comes from `connect(uri)`, which
-- refuses an http(s) URI without a host (MLflow would hang on `http://`);
 - bounds MLflow's own HTTP retries (minutes by default) to ~3 s for a refused connection and
   ~30 s for a server that accepts but never answers, unless the user set MLflow's variables;
 - returns a `Client` that redacts every param, tag and text it records (see redaction.py) and
@@ -20,12 +19,11 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import urlsplit
 
 from mlflow.entities import Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from gdfit.errors import ConfigError, GdfitError, TrackingError
+from gdfit.errors import GdfitError, TrackingError
 from gdfit.redaction import redact, redact_data
 
 HTTP_DEFAULTS = {  # MlflowClient reads them per request
@@ -38,18 +36,8 @@ RETRY_PAUSE = 2.0  # between two tries while it is away
 _OUTAGE = re.compile(r"API request to \S+ failed with (timeout )?exception")
 
 
-def check_uri(uri: str) -> None:
-    """An http(s) tracking URI must name a host: MLflow hangs on `http://`."""
-    if uri.startswith(("http://", "https://")) and not urlsplit(uri).hostname:
-        raise ConfigError(
-            "tracking.uri (or MLFLOW_TRACKING_URI)",
-            "an http(s) URI names the server, e.g. http://127.0.0.1:5000",
-            redact(uri),
-        )
-
-
 def connect(uri: str) -> Client:
-    check_uri(uri)
+    """A client on `uri`, a store address tracking.checked_uri has accepted."""
     if uri.startswith(("http://", "https://")):
         for key, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(key, value)
