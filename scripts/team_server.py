@@ -53,7 +53,6 @@ class Stack:
 
     def create(self, port: int, user: str) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        token = lambda: secrets.token_urlsafe(24)  # noqa: E731
         ports = {"mlflow": port, "postgres": free_port()}
         for name in WEED_PORTS:
             ports[f"weed_{name}"], ports[f"weed_{name}_grpc"] = free_port(), free_port()
@@ -62,13 +61,13 @@ class Stack:
             "ports": ports,
             "pids": {},
             "secrets": {
-                "db_superuser": token(),
-                "db_mlflow": token(),
+                "db_superuser": _token(),
+                "db_mlflow": _token(),
                 "s3_access_key": secrets.token_hex(10),
-                "s3_secret_key": token(),
-                "flask": token(),
-                "admin": token(),
-                "user": token(),
+                "s3_secret_key": _token(),
+                "flask": _token(),
+                "admin": _token(),
+                "user": _token(),
             },
         }
         self.save()
@@ -403,6 +402,10 @@ class Stack:
             raise
 
 
+def _token() -> str:
+    return secrets.token_urlsafe(24)
+
+
 def postgres_bindir() -> Path:
     """Where PostgreSQL's server programs are: `pg_config --bindir`, else Debian's layout."""
     pg_config = shutil.which("pg_config")
@@ -449,11 +452,12 @@ def exports(stack: Stack) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    summary, _, usage = __doc__.partition("\n\n")
     parser = argparse.ArgumentParser(
         prog="team_server.py",
-        description=__doc__.splitlines()[0],
+        description=summary,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.splitlines()[2:]),
+        epilog=usage,
     )
     parser.add_argument("action", choices=["start", "stop", "env"])
     parser.add_argument("--dir", default="gdfit-team", type=Path, help="the stack's folder")

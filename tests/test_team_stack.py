@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from browser import check_gdfit_view, needs_chromium, new_page
 from conftest import BIN, run_command
 from mlflow.tracking import MlflowClient
 
@@ -135,6 +136,14 @@ def test_compare_and_rerun_work_as_the_user(sweep, user_env, tmp_path):
     out = run_command("gdfit-rerun", tensor.info.run_id, cwd=tmp_path, env=user_env)
     assert out.returncode == 0, out.stderr
     assert ": identical: " in out.stdout
+
+
+@needs_chromium
+def test_gdfit_view_opens_in_the_ui_for_the_user(stack, sweep):
+    parent, children = sweep
+    login = {"username": USER, "password": stack.secret("user")}
+    with new_page(login) as page:
+        check_gdfit_view(page, stack.url, parent.info.experiment_id, children, "team-stack")
 
 
 def test_anonymous_requests_are_refused(stack):
@@ -291,8 +300,8 @@ def test_postgres_restarted_mid_sweep_leaves_no_run_running(stack, user_env, as_
             "tracking=server",
             "tracking.experiment=pg-restart",
             "train.seed=0,1",
-            "train.steps=200000",
-            "train.log_every=200000",
+            "train.steps=100000",
+            "train.log_every=100000",
         ],
         cwd=tmp_path,
         env={**os.environ, **user_env},
