@@ -16,6 +16,7 @@ again with its data. PostgreSQL refuses to run as root: as root it runs as the O
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pwd
@@ -127,28 +128,28 @@ class Stack:
         except (OSError, ProcessLookupError):
             return False
 
-    def stop(self, name: str, seconds: float = 30) -> None:
-        """Stop one part by its process id: SIGTERM to its process group (PostgreSQL: SIGINT,
-        its fast shutdown), then SIGKILL if it has not gone within `seconds`."""
-        pid = self.state["pids"].get(name)
-        if pid and self.running(name):
-            first = signal.SIGINT if name == "postgres" else signal.SIGTERM
-            for sig in (first, signal.SIGKILL):
-                try:
-                    os.killpg(pid, sig)
-                except ProcessLookupError:
-                    break
-                deadline = time.monotonic() + seconds
-                while time.monotonic() < deadline and _alive(pid):
-                    time.sleep(0.1)
-                if not _alive(pid):
-                    break
-        self.state["pids"].pop(name, None)
+    def stop(self, *names: str, seconds: float = 30) -> None:
+        """Stop these parts by their process ids, together: SIGTERM to each one's process group
+        (PostgreSQL: SIGINT, its fast shutdown), then SIGKILL to any still there `seconds`
+        later."""
+        pids = {n: self.state["pids"][n] for n in names if self.running(n)}
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for name, pid in pids.items():
+                with contextlib.suppress(ProcessLookupError):
+                    postgres = name == "postgres" and sig == signal.SIGTERM
+                    os.killpg(pid, signal.SIGINT if postgres else sig)
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline and any(map(_alive, pids.values())):
+                time.sleep(0.1)
+            pids = {n: pid for n, pid in pids.items() if _alive(pid)}
+            if not pids:
+                break
+        for name in names:
+            self.state["pids"].pop(name, None)
         self.save()
 
     def stop_all(self) -> None:
-        for name in ("mlflow", "s3", "postgres"):  # clients before the stores they use
-            self.stop(name)
+        self.stop("mlflow", "s3", "postgres")
 
     # ---- PostgreSQL: the backend store for runs and for the auth app's users ----
 
@@ -265,6 +266,10 @@ class Stack:
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
         ]
+        for name in ("s3", "filer"):  # its local sockets, else left behind in /tmp
+            sock = self.dir / f"{name}.sock"
+            if len(str(sock)) < 100:  # the limit of a unix socket's path
+                command.append(f"-{name}.localSocket={sock}")
         for name in WEED_PORTS:
             command += [
                 f"-{name}.port={self.port(f'weed_{name}')}",

@@ -16,9 +16,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from browser import check_gdfit_view, needs_chromium, new_page
+from browser import WAIT_MS, needs_chromium, new_page, settle, shot
 from conftest import BIN, run_command
 from mlflow.tracking import MlflowClient
+
+from gdfit import views
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("team_server", ROOT / "scripts" / "team_server.py")
@@ -139,11 +141,22 @@ def test_compare_and_rerun_work_as_the_user(sweep, user_env, tmp_path):
 
 
 @needs_chromium
-def test_gdfit_view_opens_in_the_ui_for_the_user(stack, sweep):
+def test_gdfit_view_and_a_figure_from_the_bucket_open_in_the_ui_for_the_user(stack, sweep):
+    """The UI behind the login: gdfit's view lists the sweep (test_server.py checks the view
+    itself in depth), and a run's fit.png comes through the artifact proxy from the bucket."""
     parent, children = sweep
-    login = {"username": USER, "password": stack.secret("user")}
-    with new_page(login) as page:
-        check_gdfit_view(page, stack.url, parent.info.experiment_id, children, "team-stack")
+    experiment = parent.info.experiment_id
+    with new_page({"username": USER, "password": stack.secret("user")}) as page:
+        page.goto(views.page(stack.url, experiment))
+        for child in children:
+            page.get_by_text(child.info.run_name, exact=True).first.wait_for(timeout=WAIT_MS)
+        page.get_by_text(USER, exact=True).first.wait_for(timeout=WAIT_MS)  # signed in as
+        shot(page, "team-stack-runs-table")
+        run_page = views.page(stack.url, experiment, children[0].info.run_id)
+        page.goto(run_page.replace("?", "/artifacts/fit.png?"))
+        page.locator("img[alt='fit.png']").first.wait_for(timeout=WAIT_MS)
+        settle(page)
+        shot(page, "team-stack-fit-from-the-bucket")
 
 
 def test_anonymous_requests_are_refused(stack):
@@ -258,6 +271,7 @@ def test_mlflow_server_restarted_mid_run_loses_no_point(stack, user_env, as_user
             "tracking.experiment=restart",
             f"train.steps={steps}",
             "train.log_every=500000",
+            "tracking.curve_points=2000",
         ],
         cwd=tmp_path,
         env={**os.environ, **user_env},
@@ -288,7 +302,7 @@ def test_mlflow_server_restarted_mid_run_loses_no_point(stack, user_env, as_user
     finished = as_user.get_run(run.info.run_id)
     assert finished.info.status == "FINISHED"
     history = as_user.get_metric_history(run.info.run_id, "loss")
-    assert len(history) == 10_001  # every 100th step and the last: none lost to the outage
+    assert len(history) == 2_001  # every 300th step and the last: none lost to the outage
     assert max(m.step for m in history) == steps - 1
 
 
@@ -302,6 +316,7 @@ def test_postgres_restarted_mid_sweep_leaves_no_run_running(stack, user_env, as_
             "train.seed=0,1",
             "train.steps=100000",
             "train.log_every=100000",
+            "tracking.curve_points=1000",  # one batch of points: the test is about the restart
         ],
         cwd=tmp_path,
         env={**os.environ, **user_env},
