@@ -183,6 +183,9 @@ class Client(MlflowClient):
     def log_figure(self, run_id, figure, artifact_file, **kwargs):
         return self._send(super().log_figure, run_id, figure, artifact_file, **kwargs)
 
+    def log_artifacts(self, run_id, local_dir, artifact_path=None):
+        return self._send(super().log_artifacts, run_id, local_dir, artifact_path)
+
     def set_terminated(self, run_id, status=None, end_time=None):
         return self._send(super().set_terminated, run_id, status, end_time)
 
