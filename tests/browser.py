@@ -32,14 +32,16 @@ WAIT_MS = 90_000  # a loaded 2-core machine takes tens of seconds for the first 
 
 
 @contextmanager
-def new_page():
-    """A page in a fresh browser profile, as a first-time visitor sees the UI."""
+def new_page(credentials: dict | None = None):
+    """A page in a fresh browser profile, as a first-time visitor sees the UI; `credentials`
+    ({"username": ..., "password": ...}) answer a server's login."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
         try:
-            yield browser.new_page(viewport={"width": 1600, "height": 1000})
+            viewport = {"width": 1600, "height": 1000}
+            yield browser.new_page(viewport=viewport, http_credentials=credentials)
         finally:
             browser.close()
 

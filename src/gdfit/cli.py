@@ -17,6 +17,7 @@ from hydra.errors import HydraException, MissingConfigException
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from gdfit.errors import ConfigError, GdfitError, Stopped, UsageError
+from gdfit.redaction import redact, redact_logs
 
 _full_trace = False  # the user set HYDRA_FULL_ERROR=1: let errors through with their traceback
 _TYPE_NAMES = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false"}
@@ -165,6 +166,7 @@ def reported_errors() -> Iterator[None]:
     # A closed terminal (SIGHUP), SIGTERM and SIGQUIT end a run as Ctrl-C does: KILLED, with
     # what it has logged, instead of leaving it RUNNING.
     previous = {s: signal.signal(s, _raise_stopped) for s in STOPPING}
+    redact_logs()  # Hydra logs each sweep job's overrides, a tracking.uri's password too
     try:
         yield
     except GdfitError as error:
@@ -197,5 +199,5 @@ def fail(error: GdfitError) -> NoReturn:
 
 
 def _exit(message: str, code: int) -> NoReturn:
-    print(f"gdfit: error: {message}", file=sys.stderr, flush=True)
+    print(f"gdfit: error: {redact(message)}", file=sys.stderr, flush=True)
     sys.exit(code)

@@ -24,6 +24,7 @@ from rich.table import Table
 from gdfit import summary, tracking
 from gdfit.cli import add_tracking_uri, reported_errors
 from gdfit.errors import GdfitError, UsageError
+from gdfit.redaction import redact
 
 # Settings shown under a short title; any other setting that differs between the runs gets a
 # column of its own under its dotted name.
@@ -344,7 +345,7 @@ def compare(args: argparse.Namespace) -> int:
         what = f"parent run {args.parent}" if args.parent else f"experiment {args.experiment!r}"
         print(
             f"gdfit-compare: no runs match ({what}"
-            f"{', filter ' + args.filter if args.filter else ''}) in {uri}",
+            f"{', filter ' + args.filter if args.filter else ''}) in {redact(uri)}",
             file=sys.stderr,
         )
         return 1

@@ -2,6 +2,8 @@
 
 A run is opened with `tracked_run(...)`, a context manager that ends the MLflow run FINISHED,
 FAILED or KILLED however the block exits, after flushing the loss points it still holds.
+Every client comes from `client.connect`: bounded HTTP waits, credentials redacted from all
+that is recorded, one-line errors, and a server that goes away mid-run waited for.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from typing import Any
 
 from filelock import FileLock
 from mlflow.entities import Metric, Param, RunTag
-from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import (
     MLFLOW_PARENT_RUN_ID,
     MLFLOW_SOURCE_NAME,
@@ -32,6 +33,7 @@ from mlflow.utils.mlflow_tags import (
 from omegaconf import DictConfig, OmegaConf
 
 from gdfit import views
+from gdfit.client import Client, ServerAway, connect, is_outage, reading, store_error
 from gdfit.errors import ConfigError, GdfitError, TrackingError
 from gdfit.notes import NOTE_TAG, shown_uri
 from gdfit.paths import default_store_dir
@@ -39,13 +41,6 @@ from gdfit.sweep import NAME_ENV as SWEEP_NAME_ENV  # and its name, which groups
 from gdfit.sweep import PARENT_ENV as SWEEP_PARENT_ENV  # set in a sweep's jobs: their parent
 
 FLUSH_SECONDS = 2.0  # how often buffered loss points are sent while a run goes
-# MLflow retries an unreachable server with backoff for minutes; gdfit gives up in ~30 s
-# unless the user set these variables.
-HTTP_DEFAULTS = {
-    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
-    "MLFLOW_HTTP_REQUEST_TIMEOUT": "8",
-    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-}
 
 
 def resolve_uri(uri: str | None, source: str = "tracking.uri") -> str:
@@ -101,7 +96,7 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len(prefix) :]) if uri.startswith(prefix) else None
 
 
-def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
+def open_experiment(uri: str, name: str) -> tuple[Client, str]:
     """A client on `uri` and the id of experiment `name`, creating store and experiment once.
 
     A new sqlite store is created by migrations that race when several processes start at
@@ -109,10 +104,6 @@ def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
     store live next to it, under `artifacts/<experiment>`. Any failure is a TrackingError
     naming the URI.
     """
-    if uri.startswith(("http://", "https://")):
-        for key, value in HTTP_DEFAULTS.items():
-            os.environ.setdefault(key, value)
-        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)  # no retry chatter
     if len(name) > 200 or any(ord(c) < 32 for c in name):
         raise ConfigError("tracking.experiment", "must be at most 200 printable characters", name)
     try:
@@ -120,10 +111,7 @@ def open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
     except GdfitError:
         raise
     except Exception as error:
-        text = str(error)
-        errno = re.search(r"\[Errno -?\d+\] ([^\"')\]]+)", text)
-        reason = errno[1] if errno else (text.strip().splitlines() or [type(error).__name__])[0]
-        raise TrackingError(f"cannot use the MLflow store at {uri}: {reason[:200]}") from error
+        raise store_error(uri, error) from error
 
 
 def _quiet_store_logs() -> None:
@@ -132,18 +120,18 @@ def _quiet_store_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def _open_experiment(uri: str, name: str) -> tuple[MlflowClient, str]:
+def _open_experiment(uri: str, name: str) -> tuple[Client, str]:
     _quiet_store_logs()
     db = sqlite_path(uri)
     if db is None:
-        client = MlflowClient(uri)
+        client = connect(uri)
         return client, _get_or_create(client, name, artifact_location=None)
     db.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(db) + ".lock"):
         if not db.exists() or db.stat().st_size == 0:
             _create_sqlite_store(db)
         try:
-            client = MlflowClient(uri)
+            client = connect(uri)
             location = (db.parent / "artifacts" / artifact_folder(name)).as_uri()
             return client, _get_or_create(client, name, artifact_location=location)
         except Exception as error:
@@ -164,7 +152,7 @@ def _create_sqlite_store(db: Path) -> None:
     for leftover in db.parent.glob(f".{db.name}.creating-*"):
         leftover.unlink(missing_ok=True)
     building = db.with_name(f".{db.name}.creating-{os.getpid()}")
-    MlflowClient(f"sqlite:///{building}").search_experiments(max_results=1)  # runs migrations
+    connect(f"sqlite:///{building}").search_experiments(max_results=1)  # runs migrations
     os.replace(building, db)
 
 
@@ -179,7 +167,7 @@ def artifact_folder(experiment: str) -> str:
     return f"{slug}-{hashlib.sha256(experiment.encode()).hexdigest()[:10]}"
 
 
-def _get_or_create(client: MlflowClient, name: str, artifact_location: str | None) -> str:
+def _get_or_create(client: Client, name: str, artifact_location: str | None) -> str:
     """The experiment's id; it carries gdfit's view of its runs in the MLflow UI."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
@@ -223,7 +211,7 @@ class CurveLogger:
     is drawn evenly by at most about `max_points` points; memory stays that small too.
     """
 
-    def __init__(self, client: MlflowClient, run_id: str, steps: int, max_points: int):
+    def __init__(self, client: Client, run_id: str, steps: int, max_points: int):
         self.client, self.run_id, self.steps = client, run_id, steps
         self.stride = max(1, math.ceil(steps / max_points))
         self.kept_steps: list[int] = []  # what was logged, for the plot and the caller
@@ -244,11 +232,18 @@ class CurveLogger:
             self.kept_losses.append(value)
             self.pending.append(Metric("loss", value, now, start + i))
         if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
-            self.flush()
+            self.flush(wait=False)
 
-    def flush(self) -> None:
+    def flush(self, wait: bool = True) -> None:
+        """Send the pending points; with wait=False a server that is away keeps them pending
+        (training goes on) instead of being waited for."""
         if self.pending:
-            self.client.log_batch(self.run_id, metrics=self.pending, synchronous=True)
+            try:
+                self.client.log_batch(
+                    self.run_id, metrics=self.pending, synchronous=True, wait=wait
+                )
+            except ServerAway:
+                return
             self.pending = []
         self.last_flush = time.monotonic()
 
@@ -256,7 +251,7 @@ class CurveLogger:
 class TrackedRun:
     """One open MLflow run: what `train` logs, by name."""
 
-    def __init__(self, client: MlflowClient, run_id: str, steps: int, max_points: int):
+    def __init__(self, client: Client, run_id: str, steps: int, max_points: int):
         self.client, self.run_id = client, run_id
         self.curve = CurveLogger(client, run_id, steps, max_points)
 
@@ -353,12 +348,13 @@ def start_parent(uri: str, experiment: str, run_name: str, tags: dict[str, str])
 
 
 def experiment_name(uri: str, experiment_id: str) -> str:
-    return MlflowClient(uri).get_experiment(experiment_id).name
+    with reading(uri):
+        return connect(uri).get_experiment(experiment_id).name
 
 
 def reopen_parent(uri: str, run_id: str, tags: dict[str, str]) -> None:
     """Mark an ended sweep parent RUNNING again for a resumed sweep, with `tags` updated."""
-    client = MlflowClient(uri)
+    client = connect(uri)
     client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()], synchronous=True)
     client.update_run(run_id, status="RUNNING")
 
@@ -389,7 +385,7 @@ def finish_parent(
     figure,
     status: str = "FINISHED",
 ) -> None:
-    client = MlflowClient(uri)
+    client = connect(uri)
     now = int(time.time() * 1000)
     client.log_batch(
         run_id,
@@ -406,15 +402,17 @@ def finish_parent(
 
 def log_figures(uri: str, run_id: str, figures: dict) -> None:
     """Each figure as the PNG artifact its name gives."""
-    client = MlflowClient(uri)
+    client = connect(uri)
     for name, figure in figures.items():
         client.log_figure(run_id, figure, name)
 
 
 def end_if_running(uri: str, run_id: str, status: str) -> None:
     """End `run_id` with `status` unless it has already ended (used when a sweep is cut off)."""
-    client = MlflowClient(uri)
-    if client.get_run(run_id).info.status == "RUNNING":
+    client = connect(uri)
+    with reading(uri):
+        running = client.get_run(run_id).info.status == "RUNNING"
+    if running:
         client.set_terminated(run_id, status)
 
 
@@ -423,7 +421,11 @@ def search_runs(
 ) -> list:
     """Runs of one sweep (`parent`), or of an experiment matching an MLflow search filter, oldest
     first. Sweep parents themselves are left out of an experiment's list."""
-    client = MlflowClient(uri)
+    with reading(uri, "read runs from"):
+        return _search_runs(connect(uri), parent, experiment, filter_string)
+
+
+def _search_runs(client: Client, parent, experiment, filter_string) -> list:
     if parent is not None:
         experiment_id = client.get_run(parent).info.experiment_id
         found = f"tags.mlflow.parentRunId = '{parent}'"
@@ -440,38 +442,44 @@ def search_runs(
 
 
 def loss_curve(uri: str, run_id: str) -> tuple[list[int], list[float]]:
-    history = sorted(MlflowClient(uri).get_metric_history(run_id, "loss"), key=lambda m: m.step)
+    with reading(uri):
+        history = sorted(connect(uri).get_metric_history(run_id, "loss"), key=lambda m: m.step)
     return [m.step for m in history], [m.value for m in history]
 
 
 def run_tags(uri: str, run_id: str) -> dict[str, str]:
-    return MlflowClient(uri).get_run(run_id).data.tags
+    with reading(uri):
+        return connect(uri).get_run(run_id).data.tags
 
 
 def read_config(uri: str, run) -> tuple[str, str]:
     """The name of `run`'s experiment and the text of its logged config.yaml; TrackingError
     when the file is missing or unreadable."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    client = MlflowClient(uri)
+    client = connect(uri)
     run_id = run.info.run_id
     try:
         with tempfile.TemporaryDirectory() as folder:
             path = client.download_artifacts(run_id, "config.yaml", folder)
             text = Path(path).read_bytes()
     except Exception as error:
+        if is_outage(error):  # the server, not the file, is missing
+            raise store_error(uri, error) from error
         raise TrackingError(f"run {run_id} has no config.yaml artifact to rerun from") from error
     try:
         decoded = text.decode("utf-8")
     except UnicodeDecodeError as error:
         raise TrackingError(f"config.yaml of run {run_id} is not text") from error
-    return client.get_experiment(run.info.experiment_id).name, decoded
+    with reading(uri):
+        return client.get_experiment(run.info.experiment_id).name, decoded
 
 
 def record_verdict(uri: str, run_id: str, of: str, overrides: list[str], verdict: str) -> None:
     """Tag a rerun with its verdict and add what it changed and how it came out to its
     description."""
-    client = MlflowClient(uri)
-    note = client.get_run(run_id).data.tags.get(NOTE_TAG, "")
+    client = connect(uri)
+    with reading(uri):
+        note = client.get_run(run_id).data.tags.get(NOTE_TAG, "")
     changed = f" with `{' '.join(overrides)}`" if overrides else " with the logged config"
     line = f"**Rerun** of `{of}`{changed}: {verdict}"
     text = f"{line}\n\n{note}" if note else line
@@ -493,9 +501,13 @@ def find_run(uri: str, ref: str):
     `ref` is a full run id, a unique prefix of one (git-style: an ambiguous prefix lists the
     candidates) or a run name (the newest run of that name). UsageError when nothing matches.
     """
+    with reading(uri, "read runs from"):
+        return _find_run(connect(uri), uri, ref)
+
+
+def _find_run(client: Client, uri: str, ref: str):
     from gdfit.errors import UsageError
 
-    client = MlflowClient(uri)
     ref = ref.strip()
     if len(ref) == 32 and _HEX.fullmatch(ref):
         try:
@@ -533,4 +545,5 @@ def find_run(uri: str, ref: str):
 
 
 def experiment_names(uri: str) -> list[str]:
-    return sorted(e.name for e in MlflowClient(uri).search_experiments())
+    with reading(uri, "read runs from"):
+        return sorted(e.name for e in connect(uri).search_experiments())

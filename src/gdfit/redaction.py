@@ -1,0 +1,90 @@
+"""Credentials never leave the process: every text gdfit records or prints passes `redact`.
+
+Two kinds of secret are masked as `***`:
+- what a URI carries: its userinfo (`http://alice:pw@host` -> `http://***@host`) and the values
+  of query parameters named like a credential (`?token=...`, `?sslpassword=...`);
+- the value of any environment variable whose name contains PASSWORD, SECRET, TOKEN or KEY
+  (`MLFLOW_TRACKING_PASSWORD`, `AWS_SECRET_ACCESS_KEY`, ...), wherever it appears.
+
+Values of such variables that cannot be a credential are left alone so that they do not mask
+ordinary text: shorter than 4 characters, a number, or a word like `true`
+(`TOKENIZERS_PARALLELISM=false` must not turn every `false` in config.yaml into `***`).
+"""
+
+import logging
+import os
+import re
+from collections.abc import Mapping
+
+MASK = "***"
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|KEY", re.IGNORECASE)
+_NOT_SECRET = {"true", "false", "yes", "no", "on", "off", "none", "null"}
+# scheme://userinfo@ up to the netloc's last @, as URL parsers split it (`u:p@ss@host`);
+# Hydra escapes colons in the overrides it prints (`http\://u\:p@host`).
+_USERINFO = re.compile(r"\b([a-z][a-z0-9+.-]*\\?://)[^/?#\s'\"]+@", re.IGNORECASE)
+_QUERY_SECRET = re.compile(
+    r"([?&;][^=&#\s'\"]*(?:pass|secret|token|key|auth|sig|cred)[^=&#\s'\"]*=)[^&#\s'\"]+",
+    re.IGNORECASE,
+)
+
+
+def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Values of the credential-like variables in `environ` (default: this process's),
+    longest first so that a value containing another is masked whole."""
+    environ = os.environ if environ is None else environ
+    found = {
+        value
+        for name, value in environ.items()
+        if SECRET_NAME.search(name) and _could_be_secret(value)
+    }
+    return sorted(found, key=len, reverse=True)
+
+
+def _could_be_secret(value: str) -> bool:
+    if len(value) < 4 or value.strip().lower() in _NOT_SECRET:
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return True
+    return False
+
+
+def redact(text: str) -> str:
+    """`text` with URI credentials and credential-variable values replaced by `***`."""
+    text = _USERINFO.sub(rf"\1{MASK}@", text)
+    text = _QUERY_SECRET.sub(rf"\1{MASK}", text)
+    for value in secret_values():
+        text = text.replace(value, MASK)
+    return text
+
+
+def redact_data(data):
+    """`redact` applied to every string inside nested dicts, lists and tuples (keys too)."""
+    if isinstance(data, str):
+        return redact(data)
+    if isinstance(data, Mapping):
+        return {redact_data(k): redact_data(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return type(data)(redact_data(v) for v in data)
+    return data
+
+
+def redact_logs() -> None:
+    """Mask credentials in every log record this process makes from now on, such as Hydra's
+    launch lines (`#0 : tracking.uri=http\\://alice\\:pw@host ...`). Done where records are
+    made, since Hydra replaces the logging handlers when it launches jobs."""
+    make = logging.getLogRecordFactory()
+    if getattr(make, "redacts", False):
+        return
+
+    def redacting(*args, **kwargs) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        try:
+            record.msg, record.args = redact(record.getMessage()), None
+        except Exception:  # a malformed record: logging reports it as it always has
+            pass
+        return record
+
+    redacting.redacts = True
+    logging.setLogRecordFactory(redacting)
