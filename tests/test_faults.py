@@ -7,7 +7,7 @@ import subprocess
 import time
 
 import pytest
-from conftest import BIN, run_command
+from conftest import BIN, run_command, wait_for_curve
 from mlflow.tracking import MlflowClient
 
 
@@ -134,3 +134,50 @@ def test_inputs_that_broke_the_run_are_one_line_and_create_nothing(args, says, t
     assert out.returncode == 2, out.stderr
     assert says in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert not (tmp_path / "mlflow.db").exists()  # nothing created: settings come first
+
+
+def test_a_run_killed_by_sigkill_is_marked_killed_by_the_next_command(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    endless = ["train.steps=100000000", "tracking.curve_points=100000", "train.log_every=1000000"]
+    proc = subprocess.Popen(
+        [str(BIN / "gdfit-train"), *endless, f"tracking.uri={uri}"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    run_id = wait_for_curve(uri)
+    proc.kill()  # SIGKILL: nothing in the process can close the run
+    proc.wait(timeout=30)
+    client = MlflowClient(uri)
+    assert client.get_run(run_id).info.status == "RUNNING"
+    assert client.get_run(run_id).data.tags["gdfit.process"].split(":")[2] == str(proc.pid)
+    out = run_command("gdfit-compare", "--experiment", "gdfit", "--tracking-uri", uri, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert (
+        f"gdfit: run {run_id} (numpy-sgd-lr1e-06-seed0) was RUNNING but its process" in out.stderr
+    )
+    run = client.get_run(run_id)
+    assert run.info.status == "KILLED" and run.data.tags["gdfit.reaped"]
+    assert len(client.get_metric_history(run_id, "loss")) > 1  # what it had logged is kept
+    # A run whose process still runs is left alone.
+    live = subprocess.Popen(
+        [str(BIN / "gdfit-train"), *endless, f"tracking.uri={uri}", "tracking.run_name=live"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while (
+            not client.search_runs([run.info.experiment_id], "attributes.run_name = 'live'")
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.3)
+        out = run_command(
+            "gdfit-compare", "--experiment", "gdfit", "--tracking-uri", uri, cwd=tmp_path
+        )
+        (going,) = client.search_runs([run.info.experiment_id], "attributes.run_name = 'live'")
+        assert going.info.status == "RUNNING" and "was RUNNING" not in out.stderr
+    finally:
+        live.kill()
+        live.wait(timeout=30)

@@ -32,7 +32,8 @@ from mlflow.utils.mlflow_tags import (
 )
 from omegaconf import DictConfig, OmegaConf
 
-from gdfit import views
+from gdfit import liveness, views
+from gdfit.cli import signals_deferred
 from gdfit.client import Client, ServerAway, connect, is_outage, reading, store_error
 from gdfit.errors import ConfigError, GdfitError, TrackingError
 from gdfit.notes import NOTE_TAG, shown_uri
@@ -310,6 +311,8 @@ def tracked_run(cfg: DictConfig, run_name: str, tags: dict[str, str]) -> Iterato
     if parent := os.environ.get(SWEEP_PARENT_ENV):
         tags[MLFLOW_PARENT_RUN_ID] = parent
     tags |= views.group_tag(os.environ.get(SWEEP_NAME_ENV) if parent else None)
+    tags[liveness.PROCESS_TAG] = liveness.identity()
+    reap_lost(client, experiment_id)
     created = client.create_run(experiment_id, run_name=run_name, tags=tags)
     run = TrackedRun(client, created.info.run_id, cfg.train.steps, cfg.tracking.curve_points)
     run.experiment_id = experiment_id
@@ -331,10 +334,43 @@ def tracked_run(cfg: DictConfig, run_name: str, tags: dict[str, str]) -> Iterato
         error.run_id = run.run_id  # for callers that read the failed run back (gdfit-rerun)
         raise
     finally:
+        with signals_deferred():  # a second Ctrl-C waits until the run is closed
+            try:
+                run.curve.flush()
+            finally:
+                client.set_terminated(run.run_id, status)
+
+
+def reap_lost(client, experiment_id: str) -> list:
+    """End KILLED the RUNNING runs of this machine whose process is gone (SIGKILL, a crash,
+    a power cut), saying so; a run whose process still runs, or that ran elsewhere, is left.
+    Never fails the caller: this is housekeeping."""
+    try:
+        running = client.search_runs([experiment_id], "attributes.status = 'RUNNING'")
+    except Exception:
+        return []
+    reaped = []
+    for run in running:
+        recorded = run.data.tags.get(liveness.PROCESS_TAG)
+        if not recorded or not liveness.is_gone(recorded):
+            continue
         try:
-            run.curve.flush()
-        finally:
-            client.set_terminated(run.run_id, status)
+            client.log_batch(
+                run.info.run_id,
+                tags=[RunTag("gdfit.reaped", "its process was gone")],
+                synchronous=True,
+            )
+            client.set_terminated(run.info.run_id, "KILLED")
+        except Exception:
+            continue
+        print(
+            f"gdfit: run {run.info.run_id} ({run.info.run_name}) was RUNNING but its process "
+            f"({recorded.rsplit(':', 3)[0]} pid {recorded.rsplit(':', 2)[1]}) is gone: "
+            "marked KILLED, with the points it had logged",
+            file=sys.stderr,
+        )
+        reaped.append(run)
+    return reaped
 
 
 # ---- sweeps and comparisons: a parent run per sweep, reading runs back ----
@@ -343,7 +379,8 @@ def tracked_run(cfg: DictConfig, run_name: str, tags: dict[str, str]) -> Iterato
 def start_parent(uri: str, experiment: str, run_name: str, tags: dict[str, str]) -> str:
     """Create the RUNNING parent run of a sweep; its jobs find it through SWEEP_PARENT_ENV."""
     client, experiment_id = open_experiment(uri, experiment)
-    run = client.create_run(experiment_id, run_name=run_name, tags={**source_tags(), **tags})
+    tags = {**source_tags(), **tags, liveness.PROCESS_TAG: liveness.identity()}
+    run = client.create_run(experiment_id, run_name=run_name, tags=tags)
     return run.info.run_id
 
 
@@ -435,6 +472,7 @@ def _search_runs(client: Client, parent, experiment, filter_string) -> list:
         if known is None:
             return []
         experiment_id = known.experiment_id
+    reap_lost(client, experiment_id)  # so that what is read back says what became of it
     runs = client.search_runs(
         [experiment_id], filter_string, max_results=5000, order_by=["attributes.start_time ASC"]
     )
