@@ -39,16 +39,17 @@ def run(
     tags: dict[str, str] | None = None,
     parent: str | None = None,
     snapshot_steps=None,
-    lines: bool = True,
+    progress: str = "lines",
 ) -> Result:
     """One tracked run of `cfg`: validate, prepare, fit, record. `overrides` and `tags` are
     recorded with it; `parent`: the id of a run to nest it under (a sweep's parent run);
-    `snapshot_steps`: keep the parameters after these many updates in `Result.snapshots`."""
+    `snapshot_steps`: keep the parameters after these many updates in `Result.snapshots`;
+    `progress`: what the console shows (console.PROGRESS)."""
     tags = dict(tags or {})
     if parent is not None:
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID  # ~1 s: only when asked
 
         tags[MLFLOW_PARENT_RUN_ID] = parent
     return train.train(
-        cfg, overrides=overrides, tags=tags, snapshot_steps=snapshot_steps, lines=lines
+        cfg, overrides=overrides, tags=tags, snapshot_steps=snapshot_steps, progress=progress
     )

@@ -512,6 +512,18 @@ def read_config(uri: str, run) -> tuple[str, str]:
         return client.get_experiment(run.info.experiment_id).name, decoded
 
 
+def artifact_bytes(uri: str, run_id: str, name: str) -> bytes | None:
+    """The content of artifact `name` of a run (fit.png, loss.png, ...), or None when the run
+    has none of that name."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            path = MlflowClient(uri).download_artifacts(run_id, name, folder)
+        except Exception:  # MLflow raises its own and OSError kinds for a missing file
+            return None
+        return Path(path).read_bytes()
+
+
 def record_verdict(uri: str, run_id: str, of: str, overrides: list[str], verdict: str) -> None:
     """Tag a rerun with its verdict and add what it changed and how it came out to its
     description."""

@@ -287,13 +287,14 @@ def train(
     overrides: list[str] = (),
     tags: dict[str, str] | None = None,
     snapshot_steps=None,
-    lines: bool = True,
+    progress: str = "lines",
 ) -> Result:
     """One tracked run of the fit `cfg` describes; `overrides` (the command line's) and `tags`
     are recorded with it. `snapshot_steps`: keep the parameters after these many updates
-    (default: `frame_steps`, drawn as the run's fit images). `lines`: print the example's
-    `<step> <loss>` lines and its `Result:` line, then where the run went; without them (a
-    sweep's job) the caller prints one line per run."""
+    (default: `frame_steps`, drawn as the run's fit images). `progress`: what the console
+    shows while it fits (console.PROGRESS); "lines" also prints the example's `Result:` line,
+    then where the run went; otherwise (a sweep's job, a notebook) the caller says what it
+    needs."""
     problem = prepare(cfg)
     if snapshot_steps is None:
         snapshot_steps = frame_steps(cfg.train.steps)
@@ -318,7 +319,7 @@ def train(
         if env["git"]["dirty"]:
             run.log_text(git["diff"], "git.diff")
         try:
-            with Reporter(cfg.train.steps, cfg.train.log_every, run_name, lines) as reporter:
+            with Reporter(cfg.train.steps, cfg.train.log_every, run_name, progress) as reporter:
                 fitted = fit(problem, watch(problem, run, reporter), snapshot_steps)
             result = record(run, problem, fitted)
         except BaseException as error:  # the page says how it ended, then the run ends
@@ -330,7 +331,7 @@ def train(
             raise
         describe(run, problem, "FINISHED", result)
 
-    if lines:
+    if progress == "lines":
         print("Result: " + problem.model.describe(fitted.params), flush=True)
         print(where_it_went(cfg, run.run_id, run.experiment_id), file=sys.stderr, flush=True)
     return result
@@ -363,7 +364,7 @@ def hydra_main(cfg: DictConfig) -> float:
 
     def run() -> float:
         config.check_composed(cfg, hydra_cfg.runtime.choices)
-        result = api.run(cfg, overrides=overrides, lines=lines)
+        result = api.run(cfg, overrides=overrides, progress="lines" if lines else "none")
         if not lines:
             print(job_line(result), flush=True)
         return result.final_loss
