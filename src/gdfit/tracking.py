@@ -36,10 +36,10 @@ from gdfit import liveness, views
 from gdfit.cli import signals_deferred
 from gdfit.client import Client, ServerAway, connect, is_outage, reading, store_error
 from gdfit.errors import ConfigError, GdfitError, TrackingError
+from gdfit.multirun import NAME_ENV as SWEEP_NAME_ENV  # and its name, which groups them in the UI
+from gdfit.multirun import PARENT_ENV as SWEEP_PARENT_ENV  # set in a sweep's jobs: their parent
 from gdfit.notes import NOTE_TAG, shown_uri
 from gdfit.paths import default_store_dir
-from gdfit.sweep import NAME_ENV as SWEEP_NAME_ENV  # and its name, which groups them in the UI
-from gdfit.sweep import PARENT_ENV as SWEEP_PARENT_ENV  # set in a sweep's jobs: their parent
 
 FLUSH_SECONDS = 2.0  # how often buffered loss points are sent while a run goes
 

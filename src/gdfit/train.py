@@ -17,7 +17,7 @@ import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from gdfit import __version__, backends, config, data, environment, models, registry, sweep
+from gdfit import __version__, backends, config, data, environment, models, multirun, registry
 from gdfit.cli import (
     fail,
     refuse_group_lists,
@@ -352,7 +352,7 @@ config.register()
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
 def hydra_main(cfg: DictConfig) -> float:
     """Hands the composed config to `api.run`. A failed single run exits with its one-line
-    error; a sweep's job goes through `sweep.run_job` (resume; a failed job leaves a FAILED
+    error; a sweep's job goes through `multirun.run_job` (resume; a failed job leaves a FAILED
     child and returns +inf, what the Optuna sweeper needs, so that the other jobs go on)."""
     from gdfit import api
 
@@ -370,9 +370,9 @@ def hydra_main(cfg: DictConfig) -> float:
         return result.final_loss
 
     if sweeping:
-        return sweep.run_job(cfg, run, cfg.tracking.run_name or default_run_name(cfg))
+        return multirun.run_job(cfg, run, cfg.tracking.run_name or default_run_name(cfg))
     try:
-        sweep.check_single_run(cfg)
+        multirun.check_single_run(cfg)
         return run()
     except GdfitError as error:
         fail(error)
