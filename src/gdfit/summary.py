@@ -285,6 +285,7 @@ def select(uri: str, refs: list[str], parent, experiment, filter_string: str, sa
     left out), the last two narrowed by the MLflow search `filter_string`. `say(how)` is told
     how a run name was resolved ("'x' is run <id>"). UsageError for an unknown run or
     experiment."""
+
     def resolve(ref: str):
         run, how = tracking.find_run(uri, ref)
         if how:
