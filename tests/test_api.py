@@ -280,6 +280,19 @@ def test_every_job_of_a_sweep_is_checked_before_the_parent_exists(where, client)
     assert runs_of(client, where["experiment"]) == []
 
 
+def test_presets_that_sweep_go_to_sweep_and_searches_to_the_command(where, client):
+    with pytest.raises(ConfigError, match=r"^experiment: compare_backends is a sweep of several"):
+        gdfit.fit("experiment=compare_backends", **where)
+    with pytest.raises(ConfigError, match=r"^hparams_search: lr_optuna is a search, not a grid"):
+        gdfit.sweep("hparams_search=lr_optuna", **where)
+    with pytest.raises(ConfigError, match=r"^hydra/launcher: sets how gdfit-train runs its jobs"):
+        gdfit.sweep("hydra/launcher=joblib", lr=[1e-6, 2e-6], **where)
+    assert runs_of(client, where["experiment"]) == []
+    result = gdfit.sweep("experiment=compare_backends", steps=50, progress="none", **where)
+    assert list(result.table["params.backend.name"]) == ["numpy", "tensor", "autograd"]
+    assert set(result.table["params.backend.dtype"]) == {"float64"}  # the preset's own setting
+
+
 def test_the_commands_import_no_api_they_do_not_use():
     """`import gdfit` stays light: the API comes on first use."""
     out = run_command(

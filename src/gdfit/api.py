@@ -29,6 +29,7 @@ import numpy as np
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.errors import HydraException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
@@ -76,20 +77,51 @@ GROUPS = (*config.CHOSEN_BY_NAME, "tracking")
 def compose(*overrides: str) -> DictConfig:
     """The config `gdfit-train <overrides>` would run, composed by Hydra from conf/ and checked
     as the command checks it; ConfigError for a bad setting, in the command's words."""
+    return _checked(_with_hydra(overrides))
+
+
+def _with_hydra(overrides) -> DictConfig:
+    """The composed config with its `hydra` node (mode, sweeper), not yet checked."""
     config.register()
     groups = {p.name: p for p in conf_dir().iterdir() if p.is_dir()}
     refuse_group_lists(list(overrides), groups)
     try:
         with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-            cfg = hydra_compose("config", list(overrides), return_hydra_config=True)
+            return hydra_compose("config", list(overrides), return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as error:
         raise ConfigError.from_line(describe(error)) from error
+
+
+def _checked(cfg: DictConfig) -> DictConfig:
     choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
     with open_dict(cfg):
         del cfg["hydra"]
     config.check_composed(cfg, choices)
     config.validate(cfg)
     return cfg
+
+
+def _refuse_hydra_settings(strings: list[str]) -> None:
+    """hydra.* and hydra/... say how gdfit-train launches its jobs; the API runs them here."""
+    for line in strings:
+        key = line.partition("=")[0].lstrip("+~")
+        if key == "hydra" or key.startswith(("hydra.", "hydra/")):
+            raise ConfigError(
+                key,
+                "sets how gdfit-train runs its jobs; gdfit.fit and gdfit.sweep run in this "
+                "process: drop it, or run gdfit-train -m",
+                line,
+            )
+
+
+def _preset_sweep(cfg: DictConfig) -> str | None:
+    """The preset (`experiment=compare_backends`, `hparams_search=lr_optuna`) that makes `cfg`
+    a sweep of several runs, or None."""
+    if cfg.hydra.mode != RunMode.MULTIRUN:
+        return None
+    choices = cfg.hydra.runtime.choices
+    found = [f"{g}={choices[g]}" for g in ("experiment", "hparams_search") if choices.get(g)]
+    return found[0] if found else "hydra.mode=MULTIRUN"
 
 
 def hydra_value(value) -> str:
@@ -202,14 +234,20 @@ def fit(*settings: str, progress: str = "bar", **keywords) -> Fit:
 
     `progress`: "bar" (a progress bar, the default), "lines" (the example's `<step> <loss>`
     lines and its `Result:` line, as gdfit-train prints them) or "none".
-    Raises ConfigError for a bad setting, before any run exists; a diverged or failed run
+    Raises ConfigError for a bad setting, before any run exists (also for a preset that is a
+    sweep, "experiment=compare_backends": gdfit.sweep runs those); a diverged or failed run
     raises its GdfitError (the run is logged FAILED).
     """
     from gdfit import multirun
 
     _check_progress(progress)
     strings = overrides(settings, keywords)
-    cfg = compose(*strings)
+    _refuse_hydra_settings(strings)
+    full = _with_hydra(strings)
+    if preset := _preset_sweep(full):
+        key, _, name = preset.partition("=")
+        raise ConfigError(key, f"{name} is a sweep of several runs; run it with gdfit.sweep")
+    cfg = _checked(full)
     multirun.check_single_run(cfg)
     return Fit.of(run(cfg, overrides=strings, progress=progress))
 
@@ -227,7 +265,9 @@ def sweep(*settings: str, progress: str = "bar", **keywords) -> Runs:
     and then its line (`progress="lines"`: its loss lines instead). Every job's settings are
     checked before the parent is created (ConfigError). A job that fails (a diverged one)
     says why, is listed FAILED, and the others go on; "sweep.resume=<parent>" resumes a sweep
-    as -m does. Returns the jobs as Runs, oldest first.
+    as -m does. A preset that is a sweep ("experiment=compare_backends") runs its jobs too;
+    Optuna's search (hparams_search=...) and hydra/ launchers stay with gdfit-train.
+    Returns the jobs as Runs, oldest first.
     """
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -237,8 +277,20 @@ def sweep(*settings: str, progress: str = "bar", **keywords) -> Runs:
 
     _check_progress(progress)
     strings = overrides(settings, keywords, grid=True)
+    _refuse_hydra_settings(strings)
+    parser = OverridesParser.create()
     try:
-        parsed = OverridesParser.create().parse_overrides(strings)
+        parsed = parser.parse_overrides(strings)
+        # A preset's own sweep (experiment=compare_backends) comes first, as -m reads it.
+        base = _with_hydra([o.input_line for o in parsed if not o.is_sweep_override()])
+        if not base.hydra.sweeper._target_.endswith(".BasicSweeper"):
+            preset = _preset_sweep(base) or "hydra/sweeper"
+            key, _, name = preset.partition("=")
+            raise ConfigError(
+                key, f"{name} is a search, not a grid of runs; run it with gdfit-train {preset}"
+            )
+        params = base.hydra.sweeper.get("params") or {}
+        parsed = parser.parse_overrides([f"{k}={v}" for k, v in params.items()] + strings)
         (jobs,) = BasicSweeper.split_arguments(parsed, max_batch_size=None)
     except (HydraException, OmegaConfBaseException) as error:
         raise ConfigError.from_line(describe(error)) from error
