@@ -137,20 +137,22 @@ def test_a_bad_setting_raises_the_line_the_command_prints(
 
 
 def test_keywords_name_their_settings(where):
-    assert api.overrides(["backend=tensor"], {"lr": 2e-6, "init": [0.5, 1, 0, -1.5]}) == [
+    assert api.override_strings(["backend=tensor"], {"lr": 2e-6, "init": [0.5, 1, 0, -1.5]}) == [
         "backend=tensor",
         "optimizer.lr=2e-06",
         "model.init=[0.5,1,0,-1.5]",
     ]
-    assert api.overrides([], {"run_name": "my run", "optimizer.momentum": 0.5}) == [
+    assert api.override_strings([], {"run_name": "my run", "optimizer.momentum": 0.5}) == [
         "tracking.run_name='my run'",
         "optimizer.momentum=0.5",
     ]
-    assert api.overrides([], {"lr": [1e-6, 2e-6], "backend": ["numpy", "tensor"]}, grid=True) == [
+    assert api.override_strings(
+        [], {"lr": [1e-6, 2e-6], "backend": ["numpy", "tensor"]}, grid=True
+    ) == [
         "optimizer.lr=1e-06,2e-06",
         "backend=numpy,tensor",
     ]
-    cfg = api.compose(*api.overrides([], {k: None for k in ("run_name",)}))
+    cfg = api.compose(*api.override_strings([], {k: None for k in ("run_name",)}))
     assert cfg.tracking.run_name is None
     # every short keyword names a real setting
     assert set(api.KEYWORDS.values()) <= api._all_keys()

@@ -177,7 +177,7 @@ def _all_keys() -> set[str]:
     return keys
 
 
-def overrides(strings: Iterable[str], settings: dict, grid: bool = False) -> list[str]:
+def override_strings(strings: Iterable[str], settings: dict, grid: bool = False) -> list[str]:
     """Override strings for `strings` followed by the keyword `settings`. With `grid`, a list
     is the values to sweep (`lr=[1e-6, 2e-6]` -> `optimizer.lr=1e-06,2e-06`), as -m writes it;
     otherwise it is one value (`init=[0.1, 0.2, 0.3, 0.4]`)."""
@@ -241,7 +241,7 @@ def fit(*settings: str, progress: str = "bar", **keywords) -> Fit:
     from gdfit import multirun
 
     _check_progress(progress)
-    strings = overrides(settings, keywords)
+    strings = override_strings(settings, keywords)
     _refuse_hydra_settings(strings)
     full = _with_hydra(strings)
     if preset := _preset_sweep(full):
@@ -276,7 +276,7 @@ def sweep(*settings: str, progress: str = "bar", **keywords) -> Runs:
     from gdfit.console import job_line
 
     _check_progress(progress)
-    strings = overrides(settings, keywords, grid=True)
+    strings = override_strings(settings, keywords, grid=True)
     _refuse_hydra_settings(strings)
     parser = OverridesParser.create()
     try:
