@@ -1,8 +1,34 @@
-"""gdfit: fit a polynomial to a function by gradient descent, three ways, tracked in MLflow."""
+"""gdfit: fit a polynomial to a function by gradient descent, three ways, tracked in MLflow.
+
+From Python or Jupyter (see gdfit.api):
+
+    import gdfit
+    result = gdfit.fit(backend="tensor", lr=2e-6)       # one tracked run
+    lrs = gdfit.sweep(lr=[5e-7, 1e-6, 2e-6])            # a parent run with a child per job
+    gdfit.runs(experiment="gdfit")                       # runs read back, as a DataFrame
+"""
 
 from importlib.metadata import PackageNotFoundError, version
+
+from gdfit.errors import ConfigError, GdfitError
 
 try:
     __version__ = version("gdfit")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0+source"
+
+__all__ = ["ConfigError", "Fit", "GdfitError", "Runs", "fit", "runs", "sweep"]
+
+
+def __getattr__(name: str):
+    """The API on first use: `import gdfit` stays light for the commands, which import only
+    the modules they need (Hydra, MLflow and matplotlib take seconds)."""
+    if name in ("fit", "sweep", "runs", "Fit", "Runs"):
+        from gdfit import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'gdfit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -1,35 +1,208 @@
-"""gdfit from Python: the one path that `gdfit-train`, `gdfit-rerun` and notebooks share.
+"""gdfit from Python: what `gdfit-train`, `gdfit-rerun`, `gdfit-compare` and notebooks call.
 
-    cfg = api.compose("backend=tensor", "optimizer.lr=2e-6")   # Hydra overrides, as on the CLI
-    result = api.run(cfg)                                      # one tracked MLflow run
+    import gdfit
+    tensor = gdfit.fit(backend="tensor", lr=2e-6)   # one tracked run: a results.Fit
+    lrs = gdfit.sweep(lr=[5e-7, 1e-6, 2e-6])        # a parent run, a child per job: results.Runs
+    gdfit.runs(experiment="gdfit", filter="params.`backend.name` = 'tensor'")  # results.Runs
 
-A bad setting raises gdfit.errors.ConfigError (or Hydra's own error for an unknown group option
-or a malformed override) with the one line the commands print.
+Settings are given as on the command line, as Hydra override strings ("backend=tensor",
+"optimizer.lr=2e-6"), and/or as keywords: a group (`backend=`, `optimizer=`, `model=`,
+`device=`, `tracking=`) chooses its option; a short name from KEYWORDS stands for its dotted key
+(`lr=2e-6` is `optimizer.lr=2e-6`); any dotted key goes as `**{"optimizer.momentum": 0.5}`.
+Strings come first, keywords after them, so a keyword wins over a string for the same key.
+A bad setting raises gdfit.errors.ConfigError before any run is created; its message is the
+line gdfit-train prints after "gdfit: error: ".
+
+Underneath: `compose(*overrides)`, the checked config, and `run(cfg)`, one tracked run; the
+commands call these.
 """
 
+import dataclasses
+import numbers
+import os
+import re
+import warnings
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
+from hydra.errors import HydraException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
-from gdfit import config, train
+from gdfit import config, registry, train
+from gdfit.cli import describe, refuse_group_lists
+from gdfit.console import PROGRESS
+from gdfit.errors import ConfigError, GdfitError, UsageError
 from gdfit.paths import conf_dir
+from gdfit.results import Fit, Runs
 from gdfit.train import Result
 
-__all__ = ["Result", "compose", "run"]
+# Importing MLflow imports tqdm.auto, which in a Jupyter kernel warns that ipywidgets is missing
+# (and falls back to the text bar gdfit shows there) or that it uses the widget: noise in a cell.
+warnings.filterwarnings("ignore", message="IProgress not found", module="tqdm")
+warnings.filterwarnings("ignore", message="Using `tqdm.autonotebook.tqdm`", module="tqdm")
+
+__all__ = ["KEYWORDS", "Fit", "Result", "Runs", "compose", "fit", "run", "runs", "sweep"]
+
+# Short keywords and the settings they stand for. Groups (backend, optimizer, model, device,
+# tracking) are keywords under their own names. `experiment` is the MLflow experiment, as in
+# gdfit.runs(experiment=...); conf/experiment/'s presets are chosen with "experiment=<preset>".
+KEYWORDS = {
+    "lr": "optimizer.lr",
+    "steps": "train.steps",
+    "seed": "train.seed",
+    "log_every": "train.log_every",
+    "dtype": "backend.dtype",
+    "n_points": "data.n_points",
+    "x_min": "data.x_min",
+    "x_max": "data.x_max",
+    "target": "data.target",
+    "degree": "model.degree",
+    "init": "model.init",
+    "experiment": "tracking.experiment",
+    "run_name": "tracking.run_name",
+    "tracking_uri": "tracking.uri",
+    "curve_points": "tracking.curve_points",
+}
+GROUPS = (*config.CHOSEN_BY_NAME, "tracking")
+
+
+# ---- settings: override strings and keywords -> the config a run uses ----
 
 
 def compose(*overrides: str) -> DictConfig:
     """The config `gdfit-train <overrides>` would run, composed by Hydra from conf/ and checked
-    as the command checks it."""
+    as the command checks it; ConfigError for a bad setting, in the command's words."""
+    return _checked(_with_hydra(overrides))
+
+
+def _with_hydra(overrides) -> DictConfig:
+    """The composed config with its `hydra` node (mode, sweeper), not yet checked."""
     config.register()
-    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
-        cfg = hydra_compose("config", list(overrides), return_hydra_config=True)
+    groups = {p.name: p for p in conf_dir().iterdir() if p.is_dir()}
+    refuse_group_lists(list(overrides), groups)
+    try:
+        with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+            return hydra_compose("config", list(overrides), return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as error:
+        raise ConfigError.from_line(describe(error)) from error
+
+
+def _checked(cfg: DictConfig) -> DictConfig:
     choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
     with open_dict(cfg):
         del cfg["hydra"]
     config.check_composed(cfg, choices)
     config.validate(cfg)
     return cfg
+
+
+def _refuse_hydra_settings(strings: list[str]) -> None:
+    """hydra.* and hydra/... say how gdfit-train launches its jobs; the API runs them here."""
+    for line in strings:
+        key = line.partition("=")[0].lstrip("+~")
+        if key == "hydra" or key.startswith(("hydra.", "hydra/")):
+            raise ConfigError(
+                key,
+                "sets how gdfit-train runs its jobs; gdfit.fit and gdfit.sweep run in this "
+                "process: drop it, or run gdfit-train -m",
+                line,
+            )
+
+
+def _preset_sweep(cfg: DictConfig) -> str | None:
+    """The preset (`experiment=compare_backends`, `hparams_search=lr_optuna`) that makes `cfg`
+    a sweep of several runs, or None."""
+    if cfg.hydra.mode != RunMode.MULTIRUN:
+        return None
+    choices = cfg.hydra.runtime.choices
+    found = [f"{g}={choices[g]}" for g in ("experiment", "hparams_search") if choices.get(g)]
+    return found[0] if found else "hydra.mode=MULTIRUN"
+
+
+def hydra_value(value) -> str:
+    """`value` in Hydra's override grammar: numbers as Python writes them, lists and tuples as
+    [a,b], None as null, a plain word bare and any other string quoted."""
+    if isinstance(value, np.ndarray | np.generic):
+        value = value.tolist()
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        return repr(float(value))
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    text = str(value)
+    if _PLAIN.fullmatch(text) and text.lower() not in _NOT_STRINGS:
+        return text
+    escaped = text.replace("\\", "\\\\").replace("'", "\\'").replace("${", "\\${")
+    return f"'{escaped}'"
+
+
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-/]*")  # read by Hydra as this very string
+_NOT_STRINGS = {"null", "true", "false", "inf", "nan"}  # bare, Hydra reads these as values
+
+
+def key_of(name: str) -> str:
+    """The dotted key (or group) a keyword stands for."""
+    if "." in name or name in GROUPS:
+        return name
+    if name in KEYWORDS:
+        return KEYWORDS[name]
+    found = sorted(k for k in _all_keys() if k.rpartition(".")[2] == name)
+    if found:
+        how = f"did you mean {' or '.join(found)}? Pass it as **{{'{found[0]}': ...}}"
+    else:
+        how = f"the keywords are {', '.join([*GROUPS, *KEYWORDS])}, or any dotted key"
+    raise ConfigError(name, f"not a setting keyword; {how}")
+
+
+def _all_keys() -> set[str]:
+    """Every dotted key of every option's schema."""
+    keys = set()
+    for group in (f.name for f in dataclasses.fields(config.Config)):
+        if group in registry.GROUPS:
+            schemas = [config.schema(group, option) for option in registry.names(group)]
+        else:
+            schemas = [type(getattr(config.Config(), group))]
+        for schema in schemas:
+            keys |= {f"{group}.{f.name}" for f in dataclasses.fields(schema)}
+    return keys
+
+
+def override_strings(strings: Iterable[str], settings: dict, grid: bool = False) -> list[str]:
+    """Override strings for `strings` followed by the keyword `settings`. With `grid`, a list
+    is the values to sweep (`lr=[1e-6, 2e-6]` -> `optimizer.lr=1e-06,2e-06`), as -m writes it;
+    otherwise it is one value (`init=[0.1, 0.2, 0.3, 0.4]`)."""
+    out = []
+    for s in strings:
+        if not isinstance(s, str):
+            raise TypeError(f"settings are override strings such as 'backend=tensor', not {s!r}")
+        out.append(s)
+    for name, value in settings.items():
+        key = key_of(name)
+        if grid and isinstance(value, list):
+            if not value:
+                raise ConfigError(key, "has an empty list of values to sweep")
+            out.append(f"{key}=" + ",".join(hydra_value(v) for v in value))
+        else:
+            out.append(f"{key}={hydra_value(value)}")
+    return out
+
+
+def _check_progress(progress: str) -> None:
+    if progress not in PROGRESS:
+        raise ConfigError("progress", f"must be one of {', '.join(PROGRESS)}", progress)
+
+
+# ---- runs ----
 
 
 def run(
@@ -39,16 +212,166 @@ def run(
     tags: dict[str, str] | None = None,
     parent: str | None = None,
     snapshot_steps=None,
-    lines: bool = True,
+    progress: str = "lines",
 ) -> Result:
     """One tracked run of `cfg`: validate, prepare, fit, record. `overrides` and `tags` are
     recorded with it; `parent`: the id of a run to nest it under (a sweep's parent run);
-    `snapshot_steps`: keep the parameters after these many updates in `Result.snapshots`."""
+    `snapshot_steps`: keep the parameters after these many updates in `Result.snapshots`
+    (default: train.frame_steps); `progress`: what the console shows (console.PROGRESS)."""
     tags = dict(tags or {})
     if parent is not None:
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID  # ~1 s: only when asked
 
         tags[MLFLOW_PARENT_RUN_ID] = parent
     return train.train(
-        cfg, overrides=overrides, tags=tags, snapshot_steps=snapshot_steps, lines=lines
+        cfg, overrides=overrides, tags=tags, snapshot_steps=snapshot_steps, progress=progress
     )
+
+
+def fit(*settings: str, progress: str = "bar", **keywords) -> Fit:
+    """Fit once and log the run, as `gdfit-train <settings>` does: the same config, the same
+    code, the same MLflow run (params, metrics, tags, artifacts), so gdfit-rerun reruns it.
+
+    `progress`: "bar" (a progress bar, the default), "lines" (the example's `<step> <loss>`
+    lines and its `Result:` line, as gdfit-train prints them) or "none".
+    Raises ConfigError for a bad setting, before any run exists (also for a preset that is a
+    sweep, "experiment=compare_backends": gdfit.sweep runs those); a diverged or failed run
+    raises its GdfitError (the run is logged FAILED).
+    """
+    from gdfit import multirun
+
+    _check_progress(progress)
+    strings = override_strings(settings, keywords)
+    _refuse_hydra_settings(strings)
+    full = _with_hydra(strings)
+    if preset := _preset_sweep(full):
+        key, _, name = preset.partition("=")
+        raise ConfigError(key, f"{name} is a sweep of several runs; run it with gdfit.sweep")
+    cfg = _checked(full)
+    multirun.check_single_run(cfg)
+    return Fit.of(run(cfg, overrides=strings, progress=progress))
+
+
+def sweep(*settings: str, progress: str = "bar", **keywords) -> Runs:
+    """Run every combination of the values given as lists, as `gdfit-train -m` does: one MLflow
+    parent run with a child run per job, summarised on the parent as -m's is (its description,
+    summary.csv, comparison.png, final_loss_vs_<setting>.png, best_final_loss).
+
+        gdfit.sweep(backend=["numpy", "tensor"], lr=[1e-6, 2e-6])   # 4 jobs
+        gdfit.sweep("backend=numpy,tensor", "optimizer.lr=1e-6,2e-6")   # the same, as -m
+
+    A list holds the values to sweep; give a list-valued setting (`init`, `betas`) as a tuple.
+    The jobs run one after the other in this process, in -m's order, each printing its bar
+    and then its line (`progress="lines"`: its loss lines instead). Every job's settings are
+    checked before the parent is created (ConfigError). A job that fails (a diverged one)
+    says why, is listed FAILED, and the others go on; "sweep.resume=<parent>" resumes a sweep
+    as -m does. A preset that is a sweep ("experiment=compare_backends") runs its jobs too;
+    Optuna's search (hparams_search=...) and hydra/ launchers stay with gdfit-train.
+    Returns the jobs as Runs, oldest first.
+    """
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from gdfit import multirun, tracking
+    from gdfit.console import job_line
+
+    _check_progress(progress)
+    strings = override_strings(settings, keywords, grid=True)
+    _refuse_hydra_settings(strings)
+    parser = OverridesParser.create()
+    try:
+        parsed = parser.parse_overrides(strings)
+        # A preset's own sweep (experiment=compare_backends) comes first, as -m reads it.
+        base = _with_hydra([o.input_line for o in parsed if not o.is_sweep_override()])
+        if not base.hydra.sweeper._target_.endswith(".BasicSweeper"):
+            preset = _preset_sweep(base) or "hydra/sweeper"
+            key, _, name = preset.partition("=")
+            raise ConfigError(
+                key, f"{name} is a search, not a grid of runs; run it with gdfit-train {preset}"
+            )
+        params = base.hydra.sweeper.get("params") or {}
+        parsed = parser.parse_overrides([f"{k}={v}" for k, v in params.items()] + strings)
+        (jobs,) = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+    except (HydraException, OmegaConfBaseException) as error:
+        raise ConfigError.from_line(describe(error)) from error
+    cfgs = [compose(*job) for job in jobs]
+    stores = {(tracking.resolve_uri(c.tracking.uri), c.tracking.experiment) for c in cfgs}
+    if len(stores) > 1:
+        raise ConfigError("tracking", "one sweep logs to one store and experiment; sweep each")
+    ((uri, experiment),) = stores
+    lifecycle = multirun.MlflowSweep()
+    lifecycle.sweep_yaml = OmegaConf.to_yaml({"gdfit.sweep": strings, "jobs": jobs})
+    handed = lifecycle.open(
+        uri, experiment, strings, "BasicSweeper", "gdfit.sweep", cfgs[0].sweep.resume
+    )
+    status = "FAILED"
+    try:
+        with _environment(handed):  # where each job's run finds its parent, as -m's jobs do
+            for job, cfg in zip(jobs, cfgs, strict=True):
+
+                def fit_one(job=job, cfg=cfg) -> float:
+                    result = run(cfg, overrides=job, progress=progress)
+                    if progress != "lines":
+                        print(job_line(result), flush=True)
+                    return result.final_loss
+
+                multirun.run_job(cfg, fit_one, cfg.tracking.run_name or train.default_run_name(cfg))
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        done, _ = lifecycle.finish(status)
+    return Runs(uri, done, parent_id=lifecycle.parent)
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """`values` set in os.environ for the block, then what was there before."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+# ---- reading runs back ----
+
+
+def runs(
+    *refs,
+    parent: str | None = None,
+    experiment: str | None = None,
+    filter: str = "",
+    tracking_uri: str | None = None,
+) -> Runs:
+    """Runs read back from MLflow, as gdfit-compare selects them: the runs named in `refs`
+    (Fit results, run ids, id prefixes or run names; a sweep's parent stands for its jobs), the
+    jobs of sweep `parent` (its id, id prefix or name), or the runs of `experiment` (default
+    "gdfit"; sweep parents left out), narrowed by an MLflow search `filter`. `tracking_uri`
+    defaults as gdfit-train's does. An unknown run or experiment raises UsageError.
+    """
+    from gdfit import summary, tracking
+
+    if sum([bool(refs), parent is not None, experiment is not None]) > 1:
+        raise UsageError("name runs, or give parent= or experiment=, not several")
+    if refs and filter:
+        raise UsageError("filter= goes with parent= or experiment=, not with runs named directly")
+    if not refs and parent is None and experiment is None:
+        experiment = "gdfit"
+    uri = tracking.resolve_uri(tracking_uri, "tracking_uri")
+    named = [r.run_id if isinstance(r, Result) else str(r) for r in refs]
+    try:
+        found, parent_id = summary.select(
+            uri, named, parent, experiment, filter, say=lambda how: print(f"gdfit: {how}")
+        )
+    except GdfitError:
+        raise
+    except Exception as error:  # a bad filter, an unreachable store
+        raise GdfitError(f"cannot read runs from {uri}: {str(error).splitlines()[0]}") from error
+    return Runs(uri, found, parent_id=parent_id)

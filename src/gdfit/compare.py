@@ -86,42 +86,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def select(uri: str, args: argparse.Namespace) -> list:
-    if args.experiment is not None:
-        names = tracking.experiment_names(uri)
-        if args.experiment not in names:
-            raise UsageError(
-                f"no experiment {args.experiment!r} in {uri}; "
-                f"experiments there: {', '.join(names) or 'none'}"
-            )
-        return tracking.search_runs(uri, experiment=args.experiment, filter_string=args.filter)
-    if args.parent is not None:
-        parent = _resolve(uri, args.parent)
-        runs = tracking.search_runs(uri, parent=parent.info.run_id, filter_string=args.filter)
-        if not runs and not args.filter:
-            raise UsageError(
-                f"run {parent.info.run_id} has no child runs: it is not a sweep parent"
-            )
-        return runs
-    picked, seen = [], set()
-    for ref in args.runs:
-        run = _resolve(uri, ref)
-        members = (
-            tracking.search_runs(uri, parent=run.info.run_id)
-            if run.data.tags.get("gdfit.sweep") == "true"
-            else [run]
-        )
-        for member in members:
-            if member.info.run_id not in seen:
-                seen.add(member.info.run_id)
-                picked.append(member)
-    return picked
-
-
-def _resolve(uri: str, ref: str):
-    run, how = tracking.find_run(uri, ref)
-    if how:
-        print(f"gdfit-compare: {how}", file=sys.stderr)
-    return run
+    """The runs to show, chosen as gdfit.runs chooses them (summary.select)."""
+    runs, _ = summary.select(
+        uri,
+        args.runs,
+        args.parent,
+        args.experiment,
+        args.filter,
+        say=lambda how: print(f"gdfit-compare: {how}", file=sys.stderr),
+    )
+    return runs
 
 
 # ---- one record per run, whatever the format ----

@@ -27,7 +27,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from gdfit import registry
 from gdfit.devices import DEVICES
 from gdfit.errors import ConfigError
-from gdfit.sweep import sweeps_dir
+from gdfit.multirun import sweeps_dir
 
 MAX_SEED = 2**32 - 1
 BYTES_PER_POINT = 16 * 8

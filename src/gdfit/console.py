@@ -1,18 +1,31 @@
-"""What a run prints: `<step> <loss>` every `log_every` steps, and a progress bar on a terminal."""
+"""What a run prints while it fits, in one of three modes (`PROGRESS`):
+
+- "lines": the example's `<step> <loss>` every `log_every` steps, with a rich progress bar below
+  them when stdout is a terminal (what `gdfit-train` prints);
+- "bar": a progress bar alone, the loss so far beside it (`gdfit.fit` in a notebook or script):
+  tqdm's widget in Jupyter when ipywidgets is installed, else a text bar redrawn in place with
+  a carriage return, which Jupyter shows as one line;
+- "none": nothing (a sweep's job, which then prints its `job_line`).
+
+Also the lines that close a run: `job_line` and `where`.
+"""
 
 import sys
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+PROGRESS = ("lines", "bar", "none")
+
 
 class Reporter:
-    """Prints the loss lines of each chunk; shows a rich progress bar only when stdout is a TTY."""
+    """Shows each chunk of losses as `mode` says."""
 
-    def __init__(self, steps: int, log_every: int, description: str, lines: bool = True):
-        self.log_every = log_every if lines else 0  # 0: no loss lines (a sweep's job)
-        self.progress = None
-        if sys.stdout.isatty() and lines:
+    def __init__(self, steps: int, log_every: int, description: str, mode: str = "lines"):
+        assert mode in PROGRESS, mode
+        self.log_every = log_every if mode == "lines" else 0  # 0: no loss lines
+        self.progress = self.bar = None
+        if mode == "lines" and sys.stdout.isatty():
             self.progress = Progress(
                 "[progress.description]{task.description}",
                 BarColumn(),
@@ -22,6 +35,10 @@ class Reporter:
                 transient=True,
             )
             self.task = self.progress.add_task(description, total=steps)
+        elif mode == "bar":
+            from tqdm.auto import tqdm  # the widget in Jupyter, else the text bar
+
+            self.bar = tqdm(total=steps, desc=description, file=sys.stdout, unit="step")
 
     def __enter__(self) -> "Reporter":
         if self.progress:
@@ -31,8 +48,14 @@ class Reporter:
     def __exit__(self, *exc) -> None:
         if self.progress:
             self.progress.stop()
+        if self.bar is not None:
+            self.bar.close()
 
     def chunk(self, start: int, losses) -> None:
+        if self.bar is not None:
+            if len(losses):
+                self.bar.set_postfix(loss=f"{float(losses[-1]):.6g}", refresh=False)
+            self.bar.update(len(losses))
         if not self.log_every:
             return
         first = -start % self.log_every

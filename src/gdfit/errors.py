@@ -19,6 +19,15 @@ class ConfigError(GdfitError, ValueError):
         super().__init__(f"{key}: {allowed}{shown}")
         self.key = key
 
+    @classmethod
+    def from_line(cls, line: str) -> "ConfigError":
+        """A ConfigError whose message is `line` as it stands: a Hydra or OmegaConf error that
+        gdfit.cli.describe has put in one line, which starts with the setting it is about."""
+        error = cls.__new__(cls)
+        GdfitError.__init__(error, line)
+        error.key = line.partition(":")[0]
+        return error
+
 
 class UsageError(GdfitError):
     """A command was asked for something that is not there (an unknown run, experiment or

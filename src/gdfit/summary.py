@@ -1,7 +1,7 @@
 """A table of runs: the settings that differ between them and how each fit ended.
 
-Shared by the sweep's parent run (summary.csv, comparison.png, final_loss_vs_<key>.png) and
-`gdfit-compare`.
+Shared by the sweep's parent run (summary.csv, comparison.png, final_loss_vs_<key>.png),
+`gdfit-compare` and gdfit.runs, which also share `select`, the choice of runs to read back.
 """
 
 import csv
@@ -9,6 +9,7 @@ import io
 import math
 
 from gdfit import plots, tracking
+from gdfit.errors import UsageError
 
 RESULT_COLUMNS = ["status", "final_loss", "loss_gap"]
 
@@ -272,3 +273,49 @@ def best(runs):
         if r.info.status == "FINISHED" and math.isfinite(r.data.metrics.get("final_loss", math.inf))
     ]
     return min(done, key=lambda r: r.data.metrics["final_loss"], default=None)
+
+
+# ---- which runs: what gdfit-compare and gdfit.runs read back ----
+
+
+def select(uri: str, refs: list[str], parent, experiment, filter_string: str, say):
+    """(the runs, the parent's run id or None): the runs gdfit-compare and gdfit.runs show,
+    oldest first: those named by `refs` (run ids, id prefixes or run names; a sweep's parent
+    stands for its jobs), the jobs of sweep `parent`, or the runs of `experiment` (sweep parents
+    left out), the last two narrowed by the MLflow search `filter_string`. `say(how)` is told
+    how a run name was resolved ("'x' is run <id>"). UsageError for an unknown run or
+    experiment."""
+
+    def resolve(ref: str):
+        run, how = tracking.find_run(uri, ref)
+        if how:
+            say(how)
+        return run
+
+    if experiment is not None:
+        names = tracking.experiment_names(uri)
+        if experiment not in names:
+            raise UsageError(
+                f"no experiment {experiment!r} in {uri}; "
+                f"experiments there: {', '.join(names) or 'none'}"
+            )
+        return tracking.search_runs(uri, experiment=experiment, filter_string=filter_string), None
+    if parent is not None:
+        parent_id = resolve(parent).info.run_id
+        picked = tracking.search_runs(uri, parent=parent_id, filter_string=filter_string)
+        if not picked and not filter_string:
+            raise UsageError(f"run {parent_id} has no child runs: it is not a sweep parent")
+        return picked, parent_id
+    picked, seen = [], set()
+    for ref in refs:
+        run = resolve(ref)
+        members = (
+            tracking.search_runs(uri, parent=run.info.run_id)
+            if run.data.tags.get("gdfit.sweep") == "true"
+            else [run]
+        )
+        for member in members:
+            if member.info.run_id not in seen:
+                seen.add(member.info.run_id)
+                picked.append(member)
+    return picked, None

@@ -36,10 +36,10 @@ from gdfit import liveness, views
 from gdfit.cli import signals_deferred
 from gdfit.client import Client, ServerAway, connect, is_outage, reading, store_error
 from gdfit.errors import ConfigError, GdfitError, TrackingError
+from gdfit.multirun import NAME_ENV as SWEEP_NAME_ENV  # and its name, which groups them in the UI
+from gdfit.multirun import PARENT_ENV as SWEEP_PARENT_ENV  # set in a sweep's jobs: their parent
 from gdfit.notes import NOTE_TAG, shown_uri
 from gdfit.paths import default_store_dir
-from gdfit.sweep import NAME_ENV as SWEEP_NAME_ENV  # and its name, which groups them in the UI
-from gdfit.sweep import PARENT_ENV as SWEEP_PARENT_ENV  # set in a sweep's jobs: their parent
 
 FLUSH_SECONDS = 2.0  # how often buffered loss points are sent while a run goes
 
@@ -510,6 +510,18 @@ def read_config(uri: str, run) -> tuple[str, str]:
         raise TrackingError(f"config.yaml of run {run_id} is not text") from error
     with reading(uri):
         return client.get_experiment(run.info.experiment_id).name, decoded
+
+
+def artifact_bytes(uri: str, run_id: str, name: str) -> bytes | None:
+    """The content of artifact `name` of a run (fit.png, loss.png, ...), or None when the run
+    has none of that name."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            path = MlflowClient(uri).download_artifacts(run_id, name, folder)
+        except Exception:  # MLflow raises its own and OSError kinds for a missing file
+            return None
+        return Path(path).read_bytes()
 
 
 def record_verdict(uri: str, run_id: str, of: str, overrides: list[str], verdict: str) -> None:

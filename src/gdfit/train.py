@@ -17,7 +17,7 @@ import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from gdfit import __version__, backends, config, data, environment, models, registry, sweep
+from gdfit import __version__, backends, config, data, environment, models, multirun, registry
 from gdfit.cli import (
     fail,
     refuse_group_lists,
@@ -287,13 +287,14 @@ def train(
     overrides: list[str] = (),
     tags: dict[str, str] | None = None,
     snapshot_steps=None,
-    lines: bool = True,
+    progress: str = "lines",
 ) -> Result:
     """One tracked run of the fit `cfg` describes; `overrides` (the command line's) and `tags`
     are recorded with it. `snapshot_steps`: keep the parameters after these many updates
-    (default: `frame_steps`, drawn as the run's fit images). `lines`: print the example's
-    `<step> <loss>` lines and its `Result:` line, then where the run went; without them (a
-    sweep's job) the caller prints one line per run."""
+    (default: `frame_steps`, drawn as the run's fit images). `progress`: what the console
+    shows while it fits (console.PROGRESS); "lines" also prints the example's `Result:` line,
+    then where the run went; otherwise (a sweep's job, a notebook) the caller says what it
+    needs."""
     problem = prepare(cfg)
     if snapshot_steps is None:
         snapshot_steps = frame_steps(cfg.train.steps)
@@ -318,7 +319,7 @@ def train(
         if env["git"]["dirty"]:
             run.log_text(git["diff"], "git.diff")
         try:
-            with Reporter(cfg.train.steps, cfg.train.log_every, run_name, lines) as reporter:
+            with Reporter(cfg.train.steps, cfg.train.log_every, run_name, progress) as reporter:
                 fitted = fit(problem, watch(problem, run, reporter), snapshot_steps)
             result = record(run, problem, fitted)
         except BaseException as error:  # the page says how it ended, then the run ends
@@ -330,7 +331,7 @@ def train(
             raise
         describe(run, problem, "FINISHED", result)
 
-    if lines:
+    if progress == "lines":
         print("Result: " + problem.model.describe(fitted.params), flush=True)
         print(where_it_went(cfg, run.run_id, run.experiment_id), file=sys.stderr, flush=True)
     return result
@@ -351,7 +352,7 @@ config.register()
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
 def hydra_main(cfg: DictConfig) -> float:
     """Hands the composed config to `api.run`. A failed single run exits with its one-line
-    error; a sweep's job goes through `sweep.run_job` (resume; a failed job leaves a FAILED
+    error; a sweep's job goes through `multirun.run_job` (resume; a failed job leaves a FAILED
     child and returns +inf, what the Optuna sweeper needs, so that the other jobs go on)."""
     from gdfit import api
 
@@ -363,15 +364,15 @@ def hydra_main(cfg: DictConfig) -> float:
 
     def run() -> float:
         config.check_composed(cfg, hydra_cfg.runtime.choices)
-        result = api.run(cfg, overrides=overrides, lines=lines)
+        result = api.run(cfg, overrides=overrides, progress="lines" if lines else "none")
         if not lines:
             print(job_line(result), flush=True)
         return result.final_loss
 
     if sweeping:
-        return sweep.run_job(cfg, run, cfg.tracking.run_name or default_run_name(cfg))
+        return multirun.run_job(cfg, run, cfg.tracking.run_name or default_run_name(cfg))
     try:
-        sweep.check_single_run(cfg)
+        multirun.check_single_run(cfg)
         return run()
     except GdfitError as error:
         fail(error)

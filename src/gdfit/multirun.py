@@ -16,6 +16,10 @@ The whole lifecycle of a sweep lives here:
   failed. A sweep cut off (Ctrl-C, a launcher error) still gets the summary of what it has, and
   its parent ends KILLED.
 
+gdfit.sweep (api.py) runs its grid in-process through the same start (`MlflowSweep.open`), jobs
+(`run_job`) and end (`MlflowSweep.finish`). This module is not named sweep.py so that
+`gdfit.sweep` can be that function.
+
 Hydra builds this callback for single runs too, so MLflow is imported inside the sweep hooks
 only: a plain run with a bad setting fails without paying ~1 s for it.
 """
@@ -192,31 +196,53 @@ class MlflowSweep(Callback):
     def _start(self, config: DictConfig) -> None:
         from gdfit import tracking
 
-        self.uri = tracking.resolve_uri(config.tracking.uri)
-        overrides = list(config.hydra.overrides.task)
+        handed = self.open(
+            tracking.resolve_uri(config.tracking.uri),
+            config.tracking.experiment,
+            list(config.hydra.overrides.task),
+            config.hydra.sweeper._target_.rpartition(".")[2],
+            config.hydra.launcher._target_.rpartition(".")[2],
+            config.sweep.resume,
+        )
+        _hand_to_jobs(config, handed)
+        self.sweep_yaml = OmegaConf.to_yaml(config)
+
+    def open(
+        self,
+        uri: str,
+        experiment: str,
+        overrides: list[str],
+        sweeper: str,
+        launcher: str,
+        resume: str | None = None,
+    ) -> dict[str, str]:
+        """Create the RUNNING parent run of a sweep over `overrides` (or reopen sweep `resume`)
+        in `uri`; return the environment its jobs need to find it. `sweeper` and `launcher`
+        name what runs the jobs, for the parent's tags."""
+        from gdfit import tracking
+
+        self.uri = uri
         tags = {
             "gdfit.sweep": "true",
             "gdfit.version": __version__,
             "gdfit.sweep_overrides": " ".join(overrides)[:5000],
-            "gdfit.sweeper": config.hydra.sweeper._target_.rpartition(".")[2],
-            "gdfit.launcher": config.hydra.launcher._target_.rpartition(".")[2],
+            "gdfit.sweeper": sweeper,
+            "gdfit.launcher": launcher,
         }
         tags |= git_tags(git_state())
-        experiment = config.tracking.experiment
-        if config.sweep.resume is None:
+        if resume is None:
             self.name = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
             self.parent = tracking.start_parent(self.uri, experiment, self.name, tags)
             print(f"gdfit: sweep {self.name}: parent run {self.parent}", flush=True)
         else:
-            self._reopen(config.sweep.resume, experiment, tags)
+            self._reopen(resume, experiment, tags)
         atexit.register(self._cut_off)  # Ctrl-C or a crash: the parent must not stay RUNNING
         handed = {PARENT_ENV: self.parent, NAME_ENV: self.name}
         if _writable_uri(self.uri):
             # The store the parent is in, for a job whose tracking.uri is unset or comes from
             # the environment (tracking=server); an explicit tracking.uri still comes first.
             handed["MLFLOW_TRACKING_URI"] = self.uri
-        _hand_to_jobs(config, handed)
-        self.sweep_yaml = OmegaConf.to_yaml(config)
+        return handed
 
     def _reopen(self, ref: str, experiment: str, tags: dict[str, str]) -> None:
         from gdfit import tracking
@@ -247,10 +273,9 @@ class MlflowSweep(Callback):
         if self.parent is None:
             return
         try:
-            jobs, failed = self._finish("FINISHED")
+            jobs, failed = self.finish("FINISHED")
         except Exception as error:
             _stop(TrackingError(f"the jobs ended but the sweep's summary was not written: {error}"))
-        atexit.unregister(self._cut_off)
         if failed or not jobs:
             _stop(
                 SweepFailed(
@@ -258,9 +283,9 @@ class MlflowSweep(Callback):
                 )
             )
 
-    def _finish(self, status: str) -> tuple[list, list]:
+    def finish(self, status: str) -> tuple[list, list]:
         """Write the summary of the jobs so far on the parent, end it with `status`, print how
-        to look at it; (jobs, failed ones), one per config."""
+        to look at it; (jobs, failed ones), one per config, oldest first."""
         from gdfit import notes, summary, tracking, views
 
         jobs = latest_attempts(tracking.search_runs(self.uri, parent=self.parent))
@@ -288,6 +313,7 @@ class MlflowSweep(Callback):
         tracking.finish_parent(self.uri, self.parent, metrics, tags, texts, figure, status)
         for line in self._closing_lines(status, jobs, failed, best):
             print(f"gdfit: {line}", flush=True)
+        atexit.unregister(self._cut_off)  # the parent has ended
         return jobs, failed
 
     def _closing_lines(self, status: str, jobs: list, failed: list, best) -> list[str]:
@@ -318,7 +344,7 @@ class MlflowSweep(Callback):
         if self.parent is None:
             return
         try:
-            self._finish("KILLED")
+            self.finish("KILLED")
         except BaseException:  # a second Ctrl-C, a store gone: at least do not leave it RUNNING
             try:
                 tracking.end_if_running(self.uri, self.parent, "KILLED")
