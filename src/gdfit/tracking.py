@@ -518,8 +518,10 @@ def artifact_bytes(uri: str, run_id: str, name: str) -> bytes | None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     with tempfile.TemporaryDirectory() as folder:
         try:
-            path = MlflowClient(uri).download_artifacts(run_id, name, folder)
-        except Exception:  # MLflow raises its own and OSError kinds for a missing file
+            path = connect(uri).download_artifacts(run_id, name, folder)
+        except Exception as error:  # MLflow raises its own and OSError kinds for a missing file
+            if is_outage(error):  # the server, not the file, is missing
+                raise store_error(uri, error) from error
             return None
         return Path(path).read_bytes()
 
