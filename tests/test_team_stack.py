@@ -6,6 +6,7 @@ its id when the module ends, whatever happened."""
 
 import importlib.util
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -138,6 +139,34 @@ def test_compare_and_rerun_work_as_the_user(sweep, user_env, tmp_path):
     out = run_command("gdfit-rerun", tensor.info.run_id, cwd=tmp_path, env=user_env)
     assert out.returncode == 0, out.stderr
     assert ": identical: " in out.stdout
+
+
+@pytest.mark.parametrize(
+    "launcher",
+    [["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"], ["hydra/launcher=submitit_local"]],
+)
+def test_sweeps_with_the_other_launchers_reach_the_server(launcher, user_env, as_user, tmp_path):
+    out = run_command(
+        "gdfit-train",
+        "-m",
+        *launcher,
+        "tracking=server",
+        "tracking.experiment=launchers",
+        "backend=numpy,tensor",
+        "train.steps=100",
+        cwd=tmp_path,
+        env=user_env,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    parent = re.search(r"parent run (\w+)", out.stdout)[1]
+    experiment = as_user.get_experiment_by_name("launchers").experiment_id
+    children = as_user.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent}'")
+    assert sorted((c.data.params["backend.name"], c.info.status) for c in children) == [
+        ("numpy", "FINISHED"),
+        ("tensor", "FINISHED"),
+    ]
+    assert as_user.get_run(parent).info.status == "FINISHED"
 
 
 @needs_chromium
