@@ -1,4 +1,4 @@
-"""`gdfit-compare`: read a set of runs back from MLflow as a table, and overlay their curves.
+"""Read a set of runs back from MLflow as a table, and overlay their loss curves.
 
   gdfit-compare --parent RUN             the jobs of one sweep
   gdfit-compare RUN [RUN ...]            runs named directly (a sweep parent stands for its jobs)
