@@ -64,6 +64,21 @@ def test_a_changed_override_is_reported_as_different(make_cfg, store_uri, capsys
     assert "the curves part at step 1" in out  # step 0 is the same start point
 
 
+def test_a_run_logged_before_loss_npz_reruns_identical_on_its_metric_steps(
+    make_cfg, client, store_uri, capsys
+):
+    # An older gdfit logged the curve as the `loss` metric only. Such a run's thinned metric is
+    # what the rerun's every-step curve is compared with, at the same steps.
+    original = train(make_cfg("train.steps=1500", "tracking.curve_points=100"))
+    folder = Path(client.get_run(original.run_id).info.artifact_uri.removeprefix("file://"))
+    (folder / "loss.npz").unlink()
+    assert run_rerun(original.run_id, "--tracking-uri", store_uri) == 0
+    out = capsys.readouterr().out
+    assert ": identical: 100 loss points and 4 coefficients, bit for bit" in out
+    assert run_rerun(original.run_id, "optimizer.lr=1.5e-6", "--tracking-uri", store_uri) == 1
+    assert "the curves part at step 15" in capsys.readouterr().out  # the first charted step
+
+
 def test_rtol_accepts_a_small_difference(make_cfg, store_uri, capsys):
     original = train(make_cfg("backend=tensor", "train.steps=200"))
     code = run_rerun(

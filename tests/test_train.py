@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from gdfit import api, data, reference, tracking
-from gdfit.train import train
+from gdfit.train import fit, prepare, train
 
 
 def test_default_config_has_the_documented_keys():
@@ -104,12 +104,39 @@ def test_explicit_init_and_degree(make_cfg, client):
     assert set(k for k in run.data.metrics if k.startswith("coef_")) == {"coef_0", "coef_1"}
 
 
-def test_long_curves_are_thinned_evenly_to_curve_points(make_cfg, client):
-    result = train(make_cfg("train.steps=1001", "tracking.curve_points=100"))
+def test_metric_is_thinned_to_curve_points_and_loss_npz_holds_every_step(make_cfg, client):
+    cfg = make_cfg("train.steps=1001", "tracking.curve_points=100")
+    steps, losses = [], []
+
+    def keep(start, chunk, params):  # what the loop produced, chunk by chunk
+        steps.extend(range(start, start + len(chunk)))
+        losses.extend(chunk)
+
+    problem = prepare(cfg)
+    fit(problem, keep)  # the same seed and start point as the tracked run below
+    result = train(cfg)
+
     curve = client.get_metric_history(result.run_id, "loss")
-    steps = [m.step for m in curve]
-    assert steps == list(range(0, 1001, 11)) + [1000] == list(result.loss_steps)
-    assert [m.value for m in curve] == pytest.approx(result.losses)
+    charted = [m.step for m in curve]
+    assert len(charted) <= 100 and charted[0] == 0 and charted[-1] == 1000
+    assert len(set(np.diff(charted))) <= 2  # evenly spaced: gaps of 10 and 11 steps
+    assert [m.value for m in curve] == [losses[s] for s in charted]
+
+    with np.load(client.download_artifacts(result.run_id, "loss.npz")) as saved:
+        assert saved["steps"].tolist() == steps == list(range(1001))
+        assert saved["losses"].dtype == np.float64
+        assert saved["losses"].tolist() == losses  # bit for bit
+    assert list(result.loss_steps) == steps and list(result.losses) == losses
+    assert tracking.loss_curve(client.tracking_uri, result.run_id) == (steps, losses)
+
+
+def test_thinned_steps_are_even_and_keep_both_ends():
+    assert tracking.thinned_steps(5, 1000).tolist() == [0, 1, 2, 3, 4]
+    assert tracking.thinned_steps(5000, 1000)[[0, -1]].tolist() == [0, 4999]
+    for steps, most in [(5000, 1000), (10**12, 10**7), (7, 2), (1001, 100)]:
+        kept = tracking.thinned_steps(steps, most)
+        assert len(kept) == most and kept[0] == 0 and kept[-1] == steps - 1
+        assert np.diff(kept).min() >= (steps - 1) // (most - 1)
 
 
 def test_tracking_uri_setting_beats_environment_beats_default(monkeypatch, tmp_path):

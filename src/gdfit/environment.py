@@ -38,6 +38,22 @@ def git_state() -> dict[str, str]:
     return {"commit": commit.strip(), "dirty": str(bool(diff)).lower(), "diff": diff}
 
 
+_sweep_git: dict[str, str] | None = None  # set while a sweep runs its jobs in this process
+
+
+def shared_git_state() -> dict[str, str]:
+    """`git_state()`, or the one its sweep took when the job runs in the sweep's own process
+    (Hydra's basic launcher): the code such a job runs is the code imported when the sweep
+    started, and asking git again costs each job two subprocesses."""
+    return git_state() if _sweep_git is None else _sweep_git
+
+
+def share_git_state(state: dict[str, str] | None) -> None:
+    """Make `state` what this process's jobs record (None: ask git each time again)."""
+    global _sweep_git
+    _sweep_git = state
+
+
 def versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
     for name in PACKAGES:

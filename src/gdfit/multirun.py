@@ -37,8 +37,8 @@ from urllib.parse import urlsplit
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, read_write
 
-from gdfit import __version__
-from gdfit.environment import git_state, git_tags
+from gdfit import __version__, timing
+from gdfit.environment import git_state, git_tags, share_git_state
 from gdfit.errors import ConfigError, GdfitError, TrackingError
 from gdfit.paths import default_store_dir
 
@@ -182,6 +182,7 @@ class MlflowSweep(Callback):
     def __init__(self) -> None:
         self.uri = self.parent = self.name = self.view = None
         self.sweep_yaml = ""
+        self.between: float | None = None  # perf_counter when the last job ended
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         if "Optuna" in config.hydra.sweeper._target_:
@@ -229,7 +230,9 @@ class MlflowSweep(Callback):
             "gdfit.sweeper": sweeper,
             "gdfit.launcher": launcher,
         }
-        tags |= git_tags(git_state())
+        git = git_state()
+        share_git_state(git)  # for the jobs run in this process, until finish()
+        tags |= git_tags(git)
         if resume is None:
             self.name = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
             self.parent = tracking.start_parent(self.uri, experiment, self.name, tags)
@@ -242,6 +245,7 @@ class MlflowSweep(Callback):
             # The store the parent is in, for a job whose tracking.uri is unset or comes from
             # the environment (tracking=server); an explicit tracking.uri still comes first.
             handed["MLFLOW_TRACKING_URI"] = self.uri
+        self.between = time.perf_counter()
         return handed
 
     def _reopen(self, ref: str, experiment: str, tags: dict[str, str]) -> None:
@@ -269,6 +273,15 @@ class MlflowSweep(Callback):
         tracking.reopen_parent(self.uri, self.parent, {**tags, "gdfit.resumes": str(resumed)})
         print(f"gdfit: sweep {self.name}: resuming parent run {self.parent}", flush=True)
 
+    def on_job_start(self, config: DictConfig, **kwargs) -> None:
+        # Between the previous job (or the sweep's start) and this one, Hydra composed this
+        # job's config: the per-job cost scripts/bench.py reports as Hydra's.
+        if self.between is not None:
+            timing.add("hydra compose", time.perf_counter() - self.between)
+
+    def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
+        self.between = time.perf_counter()
+
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         if self.parent is None:
             return
@@ -288,6 +301,7 @@ class MlflowSweep(Callback):
         to look at it; (jobs, failed ones), one per config, oldest first."""
         from gdfit import notes, summary, tracking, views
 
+        share_git_state(None)  # later runs in this process ask git again
         jobs = latest_attempts(tracking.search_runs(self.uri, parent=self.parent))
         header, table = summary.rows(jobs)
         best = summary.best(jobs)

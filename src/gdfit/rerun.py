@@ -109,6 +109,18 @@ def verdict(old: tuple, new: tuple, rtol: float | None) -> tuple[str, str]:
     return "different", details
 
 
+def at_steps(curve: tuple, steps: list[int]) -> tuple:
+    """`curve` (steps, losses, coefficients) at `steps` only, when it has each of them and ends
+    where they end; else unchanged (the verdict then reports different steps)."""
+    have, losses, coef = np.asarray(curve[0]), np.asarray(curve[1]), curve[2]
+    if not steps or not len(have) or have[-1] != steps[-1]:
+        return curve
+    where = np.searchsorted(have, steps)
+    if where.max() >= len(have) or not np.array_equal(have[where], steps):
+        return curve
+    return steps, losses[where], coef
+
+
 def version_warnings(tags: dict[str, str], now: dict[str, str]) -> list[str]:
     keys = [k for k in now if k.startswith("gdfit.env.")] + ["mlflow.source.git.commit"]
     return [
@@ -170,10 +182,13 @@ def rerun_one(uri: str, original, args: argparse.Namespace) -> tuple[int, str, s
     logged = load_logged(config_text, run_id)
     cfg = api.compose(*overrides_for(logged, experiment, uri, args.overrides))
     cfg.tracking.run_name = rerun_name(original.info.run_name, args.overrides)
-    steps, losses = tracking.loss_curve(uri, run_id)
+    # Like with like: a run logged before loss.npz existed has only its `loss` metric, so the
+    # rerun's every-step curve is compared at that metric's steps.
+    whole = tracking.full_curve(uri, run_id)
+    steps, losses = whole if whole is not None else tracking.metric_curve(uri, run_id)
     metrics = original.data.metrics
     old_coef = [metrics[k] for k in sorted(metrics, key=_power) if k.startswith("coef_")]
-    old = (steps, np.array(losses), np.array(old_coef))
+    old = (list(steps), np.array(losses), np.array(old_coef))
 
     with tempfile.TemporaryDirectory(prefix="gdfit-check-") as scratch:
         if args.check:  # run it in a store that is thrown away
@@ -189,6 +204,8 @@ def rerun_one(uri: str, original, args: argparse.Namespace) -> tuple[int, str, s
             new = (new_steps, np.array(new_losses), np.array([]))
         for line in version_warnings(original.data.tags, tracking.run_tags(store, new_id)):
             print(f"gdfit-rerun: warning: {line}", file=sys.stderr)
+        if whole is None:
+            new = at_steps(new, old[0])
         outcome, details = verdict(old, new, args.rtol)
         was = original.data.tags.get("gdfit.diverged_at_step")
         if diverged is not None or was is not None:

@@ -17,7 +17,17 @@ import numpy as np
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from gdfit import __version__, backends, config, data, environment, models, multirun, registry
+from gdfit import (
+    __version__,
+    backends,
+    config,
+    data,
+    environment,
+    models,
+    multirun,
+    registry,
+    timing,
+)
 from gdfit.cli import (
     fail,
     refuse_group_lists,
@@ -62,8 +72,8 @@ class Fitted:
 class Result:
     run_id: str
     coef: np.ndarray  # (n_params,) float64, the model's param_names order
-    loss_steps: np.ndarray  # (n,) the logged steps: every step unless tracking.curve_points thins
-    losses: np.ndarray  # (n,) the loss before the update at each of those steps
+    loss_steps: np.ndarray  # (n,) every step (evenly thinned past 10^7 steps), as in loss.npz
+    losses: np.ndarray  # (n,) float64, the loss before the update at each of those steps
     final_loss: float
     optimal_loss: float | None  # None for a model without a closed-form optimum
     cfg: DictConfig | None = None
@@ -218,7 +228,7 @@ def record(run, problem: Problem, fitted: Fitted) -> Result:
 
     model, F, y, params = problem.model, problem.F, problem.y, fitted.params
     final_loss = float(model.loss(params, F, y))
-    optimum = model.optimum(F, y)
+    optimum = shared_optimum(problem)
     optimal_loss = None if optimum is None else float(model.loss(optimum, F, y))
     coefficients = {name: float(v) for name, v in zip(model.param_names, params, strict=True)}
     metrics = {"final_loss": final_loss}
@@ -233,19 +243,28 @@ def record(run, problem: Problem, fitted: Fitted) -> Result:
     metrics |= coefficients
     metrics["train_seconds"] = fitted.seconds
     metrics["steps_per_second"] = problem.cfg.train.steps / fitted.seconds
-    run.curve.flush()
     run.log_metrics(metrics)
     run.log_dict(coefficients, "coefficients.json")
     target = problem.cfg.data.target
-    fit = plots.fit_figure(
-        problem.x, y, model.predict(params, F), target, problem.run_name, model.describe(params, 4)
-    )
+    with timing.section("figures"):
+        fit = plots.fit_figure(
+            problem.x,
+            y,
+            model.predict(params, F),
+            target,
+            problem.run_name,
+            model.describe(params, 4),
+        )
     run.log_figure(fit, "fit.png")
-    loss_steps, losses = np.array(run.curve.kept_steps), np.array(run.curve.kept_losses)
-    run.log_figure(plots.loss_figure(loss_steps, losses, optimal_loss), "loss.png")
+    loss_steps, losses = (a.copy() for a in run.curve.curve())
+    with timing.section("figures"):
+        drawn_loss = plots.loss_figure(loss_steps, losses, optimal_loss)
+    run.log_figure(drawn_loss, "loss.png")
     if fitted.snapshots:
         drawn = [(s, model.predict(p, F)) for s, p in sorted(fitted.snapshots.items())]
-        run.log_images(plots.fit_frames(problem.x, y, target, drawn, problem.run_name), "fit")
+        with timing.section("frames"):
+            frames = plots.fit_frames(problem.x, y, target, drawn, problem.run_name)
+        run.log_images(frames, "fit")
     return Result(
         run.run_id,
         params,
@@ -257,6 +276,20 @@ def record(run, problem: Problem, fitted: Fitted) -> Result:
         fitted.snapshots,
         problem.run_name,
     )
+
+
+_optima: dict[str, np.ndarray | None] = {}  # the model and data settings -> their optimum
+
+
+def shared_optimum(problem: Problem) -> np.ndarray | None:
+    """The model's least-squares optimum on the problem's data, solved once per process for
+    each model and data setting (the jobs of a sweep over rates or rules share it)."""
+    cfg = problem.cfg
+    key = OmegaConf.to_yaml(cfg.model, resolve=True) + OmegaConf.to_yaml(cfg.data, resolve=True)
+    if key not in _optima:
+        _optima[key] = problem.model.optimum(problem.F, problem.y)
+    found = _optima[key]
+    return None if found is None else found.copy()
 
 
 def describe(run, problem: Problem, status: str, result=None, error=None) -> None:
@@ -302,7 +335,7 @@ def train(
     # import, which a mistyped setting should not have to wait for.
     from gdfit import tracking
 
-    git = environment.git_state()
+    git = environment.shared_git_state()
     env = environment.describe(problem.device, list(overrides), git)
     tags = {
         "gdfit.backend": cfg.backend.name,
@@ -318,9 +351,11 @@ def train(
         run.log_dict(env, "environment.json")
         if env["git"]["dirty"]:
             run.log_text(git["diff"], "git.diff")
+        run.send_files()  # what the run is, there even if the process dies
         try:
             with Reporter(cfg.train.steps, cfg.train.log_every, run_name, progress) as reporter:
                 fitted = fit(problem, watch(problem, run, reporter), snapshot_steps)
+            timing.add("fit (the loop)", fitted.seconds)
             result = record(run, problem, fitted)
         except BaseException as error:  # the page says how it ended, then the run ends
             status = "FAILED" if isinstance(error, Exception) else "KILLED"
@@ -330,6 +365,7 @@ def train(
                 error.add_note(f"(its description was not saved: {unsaid})")
             raise
         describe(run, problem, "FINISHED", result)
+    timing.report(run_id=run.run_id)
 
     if progress == "lines":
         print("Result: " + problem.model.describe(fitted.params), flush=True)
@@ -347,6 +383,7 @@ def where_it_went(cfg: DictConfig, run_id: str, experiment_id: str) -> str:
 
 
 config.register()
+_hydra_began: float | None = None  # when main() handed the command line to Hydra
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
@@ -359,6 +396,8 @@ def hydra_main(cfg: DictConfig) -> float:
     hydra_cfg = HydraConfig.get()
     overrides = list(hydra_cfg.overrides.task)
     sweeping = hydra_cfg.mode.name == "MULTIRUN"
+    if not sweeping and _hydra_began is not None:
+        timing.add("hydra compose", time.perf_counter() - _hydra_began)
     # A sweep's job prints one line, unless the user asked for its loss lines.
     lines = not sweeping or any(o.startswith("train.log_every=") for o in overrides)
 
@@ -388,6 +427,8 @@ def main() -> None:
         refuse_mode_clash(args)
         groups = {p.name: p for p in conf_dir().iterdir() if p.is_dir()}
         refuse_group_lists([a for a in args if "=" in a and not a.startswith("-")], groups)
+        global _hydra_began
+        _hydra_began = time.perf_counter()
         hydra_main()
 
 
