@@ -603,7 +603,9 @@ def full_curve(uri: str, run_id: str) -> tuple[np.ndarray, np.ndarray] | None:
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     with reading(uri):
-        repo = get_artifact_repository(connect(uri).get_run(run_id).info.artifact_uri)
+        repo = get_artifact_repository(
+            connect(uri).get_run(run_id).info.artifact_uri, tracking_uri=uri
+        )
         if not any(f.path == CURVE_FILE for f in repo.list_artifacts()):
             return None
         with tempfile.TemporaryDirectory() as folder:
