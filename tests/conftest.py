@@ -2,9 +2,13 @@
 
 import itertools
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -75,3 +79,38 @@ def wait_for_curve(uri: str, timeout: float = 60) -> str:
                 return run.info.run_id
         time.sleep(0.3)
     raise AssertionError(f"no loss curve arrived at {uri} within {timeout} s")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def mlflow_server(folder: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`mlflow server` on a free loopback port, with an sqlite backend and proxied artifacts in
+    `folder`; (its address, its process, whose pid is its process group's), stopped by pid at
+    the end."""
+    from gdfit.ui import wait_until_healthy
+
+    url = f"http://127.0.0.1:{free_port()}"
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "mlflow", "server"),
+            *("--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}"),
+            *("--artifacts-destination", str(folder / "artifacts")),
+            *("--host", "127.0.0.1", "--port", url.rsplit(":", 1)[1], "--workers", "1"),
+        ],
+        cwd=folder,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its workers are its process group: stopped together
+    )
+    try:
+        wait_until_healthy(url, proc)
+        yield url, proc
+    finally:
+        os.killpg(proc.pid, signal.SIGCONT)
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)

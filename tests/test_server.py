@@ -1,58 +1,22 @@
 """Against the real thing: an `mlflow server` on a loopback port, a sweep sent to it over HTTP,
 every gdfit command pointed at it, and headless Chromium on gdfit's view of the runs there."""
 
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from browser import check_gdfit_view, needs_chromium, new_page
-from conftest import run_command
+from conftest import mlflow_server, run_command
 from mlflow.tracking import MlflowClient
 
 from gdfit import views
-from gdfit.ui import wait_until_healthy
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`mlflow server` with an sqlite backend and proxied artifacts in a temp folder."""
     folder = tmp_path_factory.mktemp("server")
-    url = f"http://127.0.0.1:{free_port()}"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            f"sqlite:///{folder / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(folder / "artifacts"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            url.rsplit(":", 1)[1],
-            "--workers",
-            "1",
-        ],
-        cwd=folder,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_until_healthy(url, proc)
+    with mlflow_server(folder) as (url, _):
         yield url, folder
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,11 @@
 
 import csv
 import io
+import os
 import shlex
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -323,3 +325,52 @@ def test_ctrl_c_during_a_sweep_leaves_nothing_running(tmp_path):
     assert parent.info.status == "KILLED"
     assert [c.info.status for c in children] == ["KILLED"]  # the second job never started
     assert [r["status"] for r in summary_rows(client, parent, tmp_path)] == ["KILLED"]
+
+
+@pytest.mark.parametrize(
+    ("group", "signum", "code"),
+    [(True, signal.SIGINT, 130), (False, signal.SIGTERM, 143)],
+    ids=["ctrl-c-to-the-process-group", "sigterm-to-the-parent"],
+)
+def test_stopping_a_joblib_sweep_leaves_nothing_running(group, signum, code, tmp_path):
+    """Two jobs running in joblib's worker processes when the sweep is stopped: the parent ends
+    KILLED with its summary, and no child stays RUNNING once the store is read again (a worker
+    killed outright is marked KILLED by the next command, gdfit.tracking.reap_lost)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    proc = subprocess.Popen(
+        [
+            *(str(BIN / "gdfit-train"), "-m", "train.seed=0,1"),
+            *("hydra/launcher=joblib", "hydra.launcher.n_jobs=2"),
+            *("train.steps=100000000", "tracking.curve_points=100000", f"tracking.uri={uri}"),
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    wait_for_curve(uri)  # the store exists (gdfit made it whole) and a job is logging
+    client = MlflowClient(uri)
+    for _ in range(600):  # both jobs running and logging
+        try:
+            _, _, children = parent_and_children(uri)
+        except Exception:
+            children = []
+        logging = [c for c in children if client.get_metric_history(c.info.run_id, "loss")]
+        if len(logging) == 2:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("the two jobs did not start")
+    (os.killpg if group else os.kill)(proc.pid, signum)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code and "Traceback" not in stderr, stderr
+
+    compared = run_command(
+        "gdfit-compare", "--experiment", "gdfit", "--tracking-uri", uri, cwd=tmp_path
+    )
+    assert compared.returncode == 0, compared.stderr
+    client, parent, children = parent_and_children(uri)
+    assert parent.info.status == "KILLED"
+    assert len(summary_rows(client, parent, tmp_path)) == 2
+    assert sorted(c.info.status for c in children) == ["KILLED", "KILLED"]

@@ -18,18 +18,12 @@ from pathlib import Path
 
 import pytest
 from browser import WAIT_MS, check_gdfit_view, needs_chromium, new_page
-from conftest import BIN, run_command
+from conftest import BIN, free_port, run_command
 from mlflow.tracking import MlflowClient
 
 from gdfit import tracking, uiapp, views
 
 ADDRESS = re.compile(r"^\s+runs:\s+(\S+)$", re.M)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_ui(*args: str, folder: Path) -> tuple[subprocess.Popen, Path, Path]:

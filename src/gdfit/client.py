@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from mlflow.entities import Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from gdfit.errors import GdfitError, TrackingError
+from gdfit.errors import ConfigError, GdfitError, TrackingError
 from gdfit.redaction import redact, redact_data
 
 HTTP_DEFAULTS = {  # MlflowClient reads them per request
@@ -31,13 +31,14 @@ HTTP_DEFAULTS = {  # MlflowClient reads them per request
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "8",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
 }
-RETRY_SECONDS = 60.0  # how long a run waits for its server to come back
+RETRY_SECONDS = 60.0  # how long a run waits for its server to come back (GDFIT_SERVER_WAIT)
 RETRY_PAUSE = 2.0  # between two tries while it is away
 _OUTAGE = re.compile(r"API request to \S+ failed with (timeout )?exception")
 
 
 def connect(uri: str) -> Client:
     """A client on `uri`, a store address tracking.checked_uri has accepted."""
+    _quiet_store_logs()
     if uri.startswith(("http://", "https://")):
         for key, value in HTTP_DEFAULTS.items():
             os.environ.setdefault(key, value)
@@ -45,6 +46,15 @@ def connect(uri: str) -> Client:
         if redact(uri) != uri:  # MLflow prints "View run ... at <uri>" with the password in it
             os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
     return Client(uri)
+
+
+def _quiet_store_logs() -> None:
+    """MLflow announces table creation and migrations at INFO on stderr, and logs a failed
+    database write with its whole traceback before raising it; gdfit says what happened in one
+    line (`reason`)."""
+    for name in ("alembic", "alembic.runtime.migration"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 def is_outage(error: BaseException) -> bool:
@@ -74,9 +84,13 @@ def reason(error: BaseException) -> str:
         return f"no answer within {os.environ.get('MLFLOW_HTTP_REQUEST_TIMEOUT', '?')} s"
     if "NameResolutionError" in text:
         return "unknown host"
-    errno = re.search(r"\[Errno -?\d+\] ([^\"')\]]+)", text)
-    if errno:
-        return errno[1]
+    database = re.search(r"\((?:sqlite3|psycopg2?|pymysql)\.\w+\) ([^\n]+)", text)
+    if database:  # SQLAlchemy's wording around the database's own ("database or disk is full")
+        return redact(database[1].strip())[:200]
+    errno = re.search(r"\[Errno -?\d+\] ([^:\"')\]]+)(?:: '([^']+)')?", text)
+    if errno:  # "Read-only file system: '/srv/store/artifacts/...'": say which (not gdfit's own
+        path = errno[2] if errno[2] and "gdfit-run-" not in errno[2] else None  # staging copy)
+        return errno[1].strip() + (f" ({redact(path)})" if path else "")
     statuses = re.search(r"too many (\d{3}) error responses", text)
     if statuses:
         return f"HTTP {statuses[1]} on every try"
@@ -103,10 +117,10 @@ class Client(MlflowClient):
     """MlflowClient whose writes are redacted and wait out a server that went away.
 
     A write that finds the server away (no answer, refused connection, only 5xx answers) is
-    tried again every RETRY_PAUSE seconds until RETRY_SECONDS have passed since the server
-    stopped answering; after that every write fails at once with a TrackingError. A write with
-    wait=False raises ServerAway instead of waiting, and is not even tried while the server
-    was found away less than RETRY_PAUSE * 5 seconds ago (the loss curve's periodic flush:
+    tried again every RETRY_PAUSE seconds until `server_wait()` seconds have passed since the
+    server stopped answering; after that every write fails at once with a TrackingError. A
+    write with wait=False raises ServerAway instead of waiting, and is not even tried while the
+    server was found away less than RETRY_PAUSE * 5 seconds ago (the loss curve's periodic flush:
     training goes on and its points are kept for the next flush). `create_run` is not
     retried (a lost answer would leave a second run): it fails at once.
     """
@@ -115,6 +129,7 @@ class Client(MlflowClient):
         super().__init__(uri)
         self.uri = uri
         self.away_since: float | None = None  # monotonic time the server stopped answering
+        self.wait = server_wait()
         self.last_try = 0.0
 
     def _send(self, call, *args, wait: bool = True, **kwargs):
@@ -130,10 +145,10 @@ class Client(MlflowClient):
                 self._away(error)
                 if not wait:
                     raise ServerAway(self.uri) from error
-                if time.monotonic() - self.away_since > RETRY_SECONDS:
+                if time.monotonic() - self.away_since > self.wait:
                     raise TrackingError(
                         f"cannot use the MLflow store at {redact(self.uri)}: no answer for "
-                        f"{RETRY_SECONDS:.0f} s ({reason(error)})"
+                        f"{self.wait:g} s ({reason(error)})"
                     ) from error
                 time.sleep(RETRY_PAUSE)
                 continue
@@ -148,7 +163,7 @@ class Client(MlflowClient):
             _say(
                 f"gdfit: warning: the MLflow server at {redact(self.uri)} is unavailable "
                 f"({reason(error)}); keeping the run's data and trying again for up to "
-                f"{RETRY_SECONDS:.0f} s"
+                f"{self.wait:g} s"
             )
 
     # Every write gdfit makes, redacted. Keys are gdfit's own names and stay as they are.
@@ -188,6 +203,21 @@ class Client(MlflowClient):
 
     def set_terminated(self, run_id, status=None, end_time=None):
         return self._send(super().set_terminated, run_id, status, end_time)
+
+
+def server_wait() -> float:
+    """How long a run waits for a server that went away: GDFIT_SERVER_WAIT seconds, else
+    RETRY_SECONDS. What it still holds then is kept on disk (gdfit.unsent)."""
+    text = os.environ.get("GDFIT_SERVER_WAIT")
+    if text is None:
+        return RETRY_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < 1e6:
+        raise ConfigError("GDFIT_SERVER_WAIT", "must be a number of seconds from 0 up", text)
+    return seconds
 
 
 class ServerAway(TrackingError):

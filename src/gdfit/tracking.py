@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import logging
 import os
 import re
 import sys
@@ -138,14 +137,7 @@ def _identity(db: Path) -> tuple[int, int] | None:
     return (info.st_dev, info.st_ino)
 
 
-def _quiet_store_logs() -> None:
-    """MLflow announces table creation and migrations at INFO on stderr; a user needs none."""
-    for name in ("mlflow.store.db.utils", "alembic", "alembic.runtime.migration"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def _open_experiment(uri: str, name: str) -> tuple[Client, str]:
-    _quiet_store_logs()
     db = sqlite_path(uri)
     if db is None:
         client = connect(uri)
@@ -261,6 +253,7 @@ class CurveLogger:
         self.count = 0  # entries of self.losses filled so far
         self.pending: list[Metric] = []
         self.last_flush = time.monotonic()
+        self.refused = False  # the store refused points while the run went (said once)
 
     def add(self, start: int, losses) -> None:
         """The losses of steps start .. start+len(losses)-1 (a chunk; cut short on divergence)."""
@@ -289,8 +282,9 @@ class CurveLogger:
         np.savez(folder / CURVE_FILE, steps=steps, losses=losses)
 
     def flush(self, wait: bool = True) -> None:
-        """Send the pending points; with wait=False a server that is away keeps them pending
-        (training goes on) instead of being waited for."""
+        """Send the pending points; with wait=False a store that cannot take them (a server
+        away, a full disk) keeps them pending and training goes on: the run's end tries again
+        and keeps on disk what it still cannot send (gdfit.unsent)."""
         if self.pending:
             try:
                 with timing.section("curve"):
@@ -298,6 +292,18 @@ class CurveLogger:
                         self.run_id, metrics=self.pending, synchronous=True, wait=wait
                     )
             except ServerAway:
+                return
+            except TrackingError as error:
+                if wait:
+                    raise
+                if not self.refused:  # a server away has said so already (client.Client)
+                    print(
+                        f"gdfit: warning: {error}; keeping the loss points and going on",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                self.refused = True
+                self.last_flush = time.monotonic()
                 return
             self.pending = []
         self.last_flush = time.monotonic()
@@ -368,27 +374,98 @@ class TrackedRun:
                 compress_image_size(image).save(folder / f"{name}+compressed.webp")
         self.set_tags({MLFLOW_LOGGED_IMAGES: "True"})
 
-    def send_files(self) -> None:
-        """Upload what is staged, in one go, and start a new staging folder."""
+    def send_files(self, must: bool = True) -> None:
+        """Upload what is staged, in one go, and start a new staging folder. With must=False a
+        store that cannot take the files (full, read-only, away) is said once and the files
+        stay staged: the run goes on, and its end sends them or keeps them on disk."""
         if any(self.staged.iterdir()):
-            with timing.section("artifacts"):
-                self.client.log_artifacts(self.run_id, str(self.staged))
+            try:
+                with timing.section("artifacts"):
+                    self.client.log_artifacts(self.run_id, str(self.staged))
+            except TrackingError as error:
+                if must:
+                    raise
+                print(
+                    f"gdfit: warning: {error}; keeping the run's files until its end",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return
         self._staging.cleanup()
         self._staging = tempfile.TemporaryDirectory(prefix="gdfit-run-")
         self.staged = Path(self._staging.name)
 
-    def close(self) -> None:
-        """The rest of the curve, loss.npz and every staged file (the run's end)."""
+    def close(self, status: str) -> TrackingError | None:
+        """End the run `status` after sending the rest of its curve, loss.npz and every staged
+        file. What the store cannot take is kept on disk (gdfit.unsent): the error that says
+        where is returned, for the caller to raise or add to the error that ended the run."""
+        with timing.section("curve"):
+            self.curve.write(self.staged)
+        metrics, self.curve.pending = self.curve.pending + self.metrics, []
+        tags = dict(self.tags)
         try:
-            with timing.section("curve"):
-                self.curve.write(self.staged)
-            self.send_files()
-            metrics, self.curve.pending = self.curve.pending + self.metrics, []
-            tags = [RunTag(k, v) for k, v in self.tags.items()]
-            with timing.section("curve"):  # mostly its <= curve_points loss points
-                self.client.log_batch(self.run_id, metrics=metrics, tags=tags, synchronous=True)
+            failure = None
+            try:
+                self.send_files()
+            except TrackingError as error:
+                failure = error
+            try:
+                with timing.section("curve"):  # mostly its <= curve_points loss points
+                    batch = [RunTag(k, v) for k, v in tags.items()]
+                    self.client.log_batch(
+                        self.run_id, metrics=metrics, tags=batch, synchronous=True
+                    )
+                metrics, tags = [], {}
+            except TrackingError as error:
+                failure = failure or error
+            if failure is None:  # else its status would claim data it does not have
+                try:
+                    with timing.section("params/tags"):
+                        self.client.set_terminated(self.run_id, status)
+                    return None
+                except TrackingError as error:
+                    failure = error
+            return self._keep(status, failure, metrics, tags)
         finally:
             self._staging.cleanup()
+
+    def _keep(self, status, failure, metrics, tags) -> TrackingError:
+        """Keep on disk what `failure` kept from the store; the error that says where."""
+        from gdfit import unsent
+
+        try:
+            folder = unsent.keep(
+                self.client.uri,
+                self.run_id,
+                self.run_name,
+                status,
+                str(failure),
+                metrics,
+                tags,
+                self.staged,
+            )
+        except TrackingError as lost:
+            lost.run_id = self.run_id
+            return lost
+        where = (
+            f"run {self.run_id}'s end is kept in {folder} "
+            f"({unsent.describe(folder, unsent.read(folder))}); send it with "
+            f"`gdfit-send {folder}` once the store can take it"
+        )
+        said = TrackingError(f"{failure}: {where}")
+        said.where = where  # the note for an error that had already ended the run
+        said.run_id = self.run_id  # for a sweep's job: the run exists, do not record another
+        if self.client.away_since is None:  # a store that answers: say so on the run itself
+            try:
+                why = f"the end of the run could not be stored ({failure}); kept in {folder}"
+                marks = [RunTag("gdfit.unsent", str(folder))]
+                if "gdfit.error" not in self.tags:
+                    marks.append(RunTag("gdfit.error", why[:5000]))
+                self.client.log_batch(self.run_id, tags=marks, synchronous=True)
+                self.client.set_terminated(self.run_id, "FAILED")
+            except Exception:
+                pass  # the store that refused the rest: the next command reaps the run
+        return said
 
 
 @contextmanager
@@ -413,8 +490,8 @@ def tracked_run(cfg: DictConfig, run_name: str, tags: dict[str, str]) -> Iterato
     with timing.section("params/tags"):
         created = client.create_run(experiment_id, run_name=run_name, tags=tags)
     run = TrackedRun(client, created.info.run_id, cfg.train.steps, cfg.tracking.curve_points)
-    run.experiment_id = experiment_id
-    status = "FAILED"
+    run.experiment_id, run.run_name = experiment_id, run_name
+    status, ended_by = "FAILED", None
     try:
         # What the run actually used, rather than the null that means "the default".
         used = {"tracking.uri": shown_uri(uri), "tracking.run_name": run_name}
@@ -424,21 +501,22 @@ def tracked_run(cfg: DictConfig, run_name: str, tags: dict[str, str]) -> Iterato
         yield run
         status = "FINISHED"
     except KeyboardInterrupt as error:
-        status = "KILLED"
+        status, ended_by = "KILLED", error
         error.add_note(f"run {run.run_id} ended KILLED with its loss curve so far")
         raise
     except Exception as error:
-        client.set_tag(run.run_id, "gdfit.error", f"{type(error).__name__}: {error}"[:5000])
+        status, ended_by = "FAILED", error
+        run.set_tags({"gdfit.error": f"{type(error).__name__}: {error}"[:5000]})
         error.add_note(f"run {run.run_id} ended FAILED")
         error.run_id = run.run_id  # for callers that read the failed run back (gdfit-rerun)
         raise
     finally:
         with signals_deferred():  # a second Ctrl-C waits until the run is closed
-            try:
-                run.close()
-            finally:
-                with timing.section("params/tags"):
-                    client.set_terminated(run.run_id, status)
+            kept = run.close(status)
+        if kept is not None and ended_by is not None:
+            ended_by.add_note(getattr(kept, "where", str(kept)))  # the first error leads
+        elif kept is not None:
+            raise kept
 
 
 def reap_lost(client, experiment_id: str) -> list:

@@ -351,7 +351,7 @@ def train(
         run.log_dict(env, "environment.json")
         if env["git"]["dirty"]:
             run.log_text(git["diff"], "git.diff")
-        run.send_files()  # what the run is, there even if the process dies
+        run.send_files(must=False)  # what the run is, there even if the process dies
         try:
             with Reporter(cfg.train.steps, cfg.train.log_every, run_name, progress) as reporter:
                 fitted = fit(problem, watch(problem, run, reporter), snapshot_steps)

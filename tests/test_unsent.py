@@ -1,0 +1,193 @@
+"""A store that cannot take a run's end — a full disk, a read-only artifact folder, a server
+that hangs — loses none of it: the run says in one line where its end is kept, `gdfit-send`
+sends it once the store is back, and the run then has every loss point, file and its status.
+
+The disks are real: a small tmpfs mounted for the test, filled with zeros or remounted
+read-only (this needs the right to mount, which CI's root has)."""
+
+import os
+import signal
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import BIN, mlflow_server, run_command
+from mlflow.tracking import MlflowClient
+
+from gdfit.tracking import full_curve
+
+STEPS = 400_000  # a few seconds with 10 points: long enough to break the store mid-run
+LONG = [f"train.steps={STEPS}", "data.n_points=10", "train.log_every=100000"]
+
+
+@contextmanager
+def small_disk(folder: Path, size: str = "32m"):
+    folder.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"filling a disk needs a tmpfs of its own: {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def fill(folder: Path) -> Path:
+    """Write zeros into `folder` until its disk has no byte left."""
+    filler = folder / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        for size in (1 << 20, 1 << 12, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError:
+                continue
+    finally:
+        os.close(fd)
+    return filler
+
+
+def start_long_run(uri: str, cwd: Path, env: dict) -> subprocess.Popen:
+    """gdfit-train of STEPS steps; returns once it has printed step 100,000 (mid-run)."""
+    proc = subprocess.Popen(
+        [str(BIN / "gdfit-train"), *LONG, f"tracking.uri={uri}"],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **env},
+    )
+    for line in proc.stdout:
+        if line.startswith("100000 "):
+            return proc
+    raise AssertionError(f"the run ended before step 100000: {proc.wait()} {proc.stderr.read()}")
+
+
+def one_error_line(stderr: str) -> str:
+    errors = [line for line in stderr.splitlines() if line.startswith("gdfit: error:")]
+    assert "Traceback" not in stderr, stderr
+    assert len(errors) == 1, stderr
+    return errors[0]
+
+
+def kept_folder(line: str) -> Path:
+    assert "gdfit-send " in line, line
+    return Path(line.rsplit("`gdfit-send ", 1)[1].split("`")[0])
+
+
+def assert_whole(uri: str, run_id: str, steps: int) -> None:
+    """The run is FINISHED with every step in loss.npz, the chart's points, its figures and
+    none of the marks a failed end leaves."""
+    run = MlflowClient(uri).get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert not {"gdfit.unsent", "gdfit.error", "gdfit.reaped"} & set(run.data.tags)
+    assert "final_loss" in run.data.metrics
+    curve = full_curve(uri, run_id)
+    assert curve is not None
+    assert np.array_equal(curve[0], np.arange(steps))  # not one point lost
+    assert np.isfinite(curve[1]).all()
+    assert len(MlflowClient(uri).get_metric_history(run_id, "loss")) == 1000
+    names = {f.path for f in MlflowClient(uri).list_artifacts(run_id)}
+    assert {"config.yaml", "fit.png", "loss.png", "loss.npz", "images"} <= names
+
+
+def test_a_full_disk_mid_run_keeps_the_runs_end_until_gdfit_send(tmp_path):
+    home = tmp_path / "home"  # gdfit's state folder: on another disk than the full one
+    env = {"HOME": str(home), "XDG_STATE_HOME": ""}
+    with small_disk(tmp_path / "disk") as disk:
+        uri = f"sqlite:///{disk / 'mlflow.db'}"
+        proc = start_long_run(uri, tmp_path, env)
+        filler = fill(disk)
+        _, stderr = proc.communicate(timeout=300)
+
+        assert proc.returncode == 1
+        line = one_error_line(stderr)
+        assert "database or disk is full" in line or "No space left on device" in line
+        folder = kept_folder(line)
+        assert folder.is_relative_to(home / ".local" / "state" / "gdfit" / "unsent")
+        run_id = folder.name
+
+        filler.unlink()  # the disk has room again
+        sent = run_command("gdfit-send", cwd=tmp_path, env={**env, "MLFLOW_TRACKING_URI": uri})
+        assert sent.returncode == 0, sent.stderr
+        assert f"sent run {run_id}" in sent.stdout
+        assert not folder.exists()
+        assert_whole(uri, run_id, STEPS)
+
+
+def test_a_read_only_artifact_folder_fails_the_run_in_one_line_and_loses_nothing(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with small_disk(tmp_path / "artifacts") as artifacts:
+        short = ["train.steps=300", f"tracking.uri={uri}"]
+        assert run_command("gdfit-train", *short, cwd=tmp_path).returncode == 0
+        subprocess.run(["mount", "-o", "remount,ro", str(artifacts)], check=True)
+
+        done = run_command("gdfit-train", *short, cwd=tmp_path)
+        assert done.returncode == 1
+        line = one_error_line(done.stderr)
+        assert "Read-only file system" in line
+        folder = kept_folder(line)
+        assert folder.parent == tmp_path / "unsent"  # beside the store
+        # The store itself answers: the run says what happened rather than staying RUNNING.
+        run = MlflowClient(uri).get_run(folder.name)
+        assert run.info.status == "FAILED"
+        assert run.data.tags["gdfit.unsent"] == str(folder)
+
+        subprocess.run(["mount", "-o", "remount,rw", str(artifacts)], check=True)
+        sent = run_command("gdfit-send", str(folder), cwd=tmp_path)
+        assert sent.returncode == 0, sent.stderr
+        assert_whole_short = MlflowClient(uri).get_run(folder.name)
+        assert assert_whole_short.info.status == "FINISHED"
+        assert not {"gdfit.unsent", "gdfit.error"} & set(assert_whole_short.data.tags)
+        assert len(full_curve(uri, folder.name)[0]) == 300
+        again = run_command("gdfit-send", "--tracking-uri", uri, cwd=tmp_path)
+        assert again.returncode == 0 and "nothing to send" in again.stdout
+
+
+def test_a_hung_server_mid_run_keeps_the_runs_end_until_gdfit_send(tmp_path):
+    """SIGSTOP: the server accepts connections and never answers."""
+    env = {
+        "HOME": str(tmp_path / "home"),
+        "XDG_STATE_HOME": "",
+        "GDFIT_SERVER_WAIT": "3",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "1",
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
+    }
+    folder = tmp_path / "server"
+    folder.mkdir()
+    with mlflow_server(folder) as (url, server):
+        proc = start_long_run(url, tmp_path, env)
+        os.killpg(server.pid, signal.SIGSTOP)  # the server and its workers
+        try:
+            began = time.monotonic()
+            _, stderr = proc.communicate(timeout=300)
+            waited = time.monotonic() - began
+        finally:
+            os.killpg(server.pid, signal.SIGCONT)
+
+        assert proc.returncode == 1
+        line = one_error_line(stderr)
+        assert "no answer" in line
+        assert waited < 60  # bounded by GDFIT_SERVER_WAIT and the HTTP timeout, not minutes
+        kept = kept_folder(line)
+        sent = run_command("gdfit-send", "--tracking-uri", url, cwd=tmp_path, env=env)
+        assert sent.returncode == 0, sent.stderr
+        assert_whole(url, kept.name, STEPS)
+
+
+def test_gdfit_send_refuses_what_it_cannot_send_in_one_line(tmp_path):
+    junk = tmp_path / "unsent" / "abc"
+    junk.mkdir(parents=True)
+    done = run_command("gdfit-send", str(junk), cwd=tmp_path)
+    assert done.returncode == 1
+    assert "is not a folder gdfit kept unsent data in" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert junk.exists()  # nothing removed that was not sent
