@@ -349,21 +349,24 @@ def test_stopping_a_joblib_sweep_leaves_nothing_running(group, signum, code, tmp
         text=True,
         start_new_session=True,
     )
-    wait_for_curve(uri)  # the store exists (gdfit made it whole) and a job is logging
-    client = MlflowClient(uri)
-    for _ in range(600):  # both jobs running and logging
-        try:
+    try:
+        wait_for_curve(uri)  # the store exists (gdfit made it whole) and a job is logging
+        client = MlflowClient(uri)
+        for _ in range(600):  # both jobs running and logging
             _, _, children = parent_and_children(uri)
-        except Exception:
-            children = []
-        logging = [c for c in children if client.get_metric_history(c.info.run_id, "loss")]
-        if len(logging) == 2:
-            break
-        time.sleep(0.2)
-    else:
-        raise AssertionError("the two jobs did not start")
-    (os.killpg if group else os.kill)(proc.pid, signum)
-    _, stderr = proc.communicate(timeout=120)
+            logging = [c for c in children if client.get_metric_history(c.info.run_id, "loss")]
+            if len(logging) == 2:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the two jobs did not start")
+        (os.killpg if group else os.kill)(proc.pid, signum)
+        _, stderr = proc.communicate(timeout=120)
+        assert gone(proc.pid), "joblib's workers went on computing after the sweep ended"
+    finally:  # whatever failed above, no sweep is left computing
+        if not gone(proc.pid, wait=0):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
     assert proc.returncode == code and "Traceback" not in stderr, stderr
 
     compared = run_command(
@@ -374,3 +377,16 @@ def test_stopping_a_joblib_sweep_leaves_nothing_running(group, signum, code, tmp
     assert parent.info.status == "KILLED"
     assert len(summary_rows(client, parent, tmp_path)) == 2
     assert sorted(c.info.status for c in children) == ["KILLED", "KILLED"]
+
+
+def gone(group: int, wait: float = 15) -> bool:
+    """Whether process group `group` has no process left (after up to `wait` seconds)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)

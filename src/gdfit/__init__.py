@@ -8,9 +8,14 @@ From Python or Jupyter (see gdfit.api):
     gdfit.runs(experiment="gdfit")                       # runs read back, as a DataFrame
 """
 
+import logging
 from importlib.metadata import PackageNotFoundError, version
 
 from gdfit.errors import ConfigError, GdfitError
+
+# A first run on a machine would print matplotlib's "generated new fontManager" (INFO) through
+# the stdout logging a run sets up.
+logging.getLogger("matplotlib.font_manager").setLevel(logging.WARNING)
 
 try:
     __version__ = version("gdfit")

@@ -363,4 +363,8 @@ class MlflowSweep(Callback):
             try:
                 tracking.end_if_running(self.uri, self.parent, "KILLED")
             except Exception as error:
-                print(f"gdfit: error: parent run {self.parent} left RUNNING: {error}", flush=True)
+                print(
+                    f"gdfit: error: parent run {self.parent} could not be ended ({error}); the "
+                    "next gdfit command on this machine that reads the store ends it KILLED",
+                    flush=True,
+                )
