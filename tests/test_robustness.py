@@ -7,6 +7,7 @@ import socket
 import subprocess
 import time
 
+import numpy as np
 import pytest
 import torch
 from conftest import BIN, run_command, wait_for_curve
@@ -127,8 +128,17 @@ def test_divergence_fails_the_run_and_keeps_the_curve(backend, tmp_path):
     assert {m.step for m in curve} <= set(steps) and curve
 
 
-@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_signal_ends_the_run_killed_with_its_curve(sig, code, tmp_path):
+@pytest.mark.parametrize(
+    ("sig", "code", "times"),
+    [
+        (signal.SIGINT, 130, 1),
+        (signal.SIGTERM, 143, 1),
+        (signal.SIGHUP, 129, 1),  # the terminal was closed
+        (signal.SIGQUIT, 131, 1),
+        (signal.SIGINT, 130, 3),  # Ctrl-C pressed three times, 5 ms apart
+    ],
+)
+def test_signal_ends_the_run_killed_with_its_curve(sig, code, times, tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     endless = ["train.steps=100000000", "tracking.curve_points=100000", "train.log_every=1000000"]
     proc = subprocess.Popen(
@@ -140,7 +150,9 @@ def test_signal_ends_the_run_killed_with_its_curve(sig, code, tmp_path):
     )
     wait_for_curve(uri)  # the run is going and its first batch of the curve has landed
     client = MlflowClient(uri)
-    proc.send_signal(sig)
+    for _ in range(times):
+        proc.send_signal(sig)
+        time.sleep(0.005)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == code
     assert "Traceback" not in stderr
@@ -148,6 +160,9 @@ def test_signal_ends_the_run_killed_with_its_curve(sig, code, tmp_path):
     (run,) = runs(uri)
     assert run.info.status == "KILLED"
     assert len(client.get_metric_history(run.info.run_id, "loss")) > 1  # stride 1000 steps
+    steps, _ = tracking.full_curve(uri, run.info.run_id)  # every step up to the stop, none cut
+    kept = tracking.thinned_steps(100_000_000, tracking.FULL_CURVE_MAX)  # (so long a run thins)
+    assert np.array_equal(steps, kept[: len(steps)]) and len(steps) > 1000
 
 
 def test_unreachable_server_fails_fast_naming_the_uri(tmp_path):

@@ -135,7 +135,18 @@ def add_tracking_uri(parser: argparse.ArgumentParser) -> None:
 STOPPING = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
 
+_stopping = False  # a stopping signal has arrived: the command is closing its run and ending
+
+
 def _raise_stopped(signum, frame) -> None:
+    """The first Ctrl-C or stopping signal stops the command (Stopped, a KeyboardInterrupt);
+    those after it are ignored, so that Ctrl-C pressed three times in a row cannot cut short
+    the closing of the run, or kill the process by the default handler Python restores while
+    it exits (an exit by signal, not 130)."""
+    global _stopping
+    if _stopping:
+        return
+    _stopping = True
     raise Stopped(signum)
 
 
@@ -159,13 +170,14 @@ def reported_errors() -> Iterator[None]:
     Hydra is told to let errors through (HYDRA_FULL_ERROR) so they can be described here;
     a user who sets HYDRA_FULL_ERROR=1 still gets the full stack trace.
     """
-    global _full_trace
+    global _full_trace, _stopping
     before = os.environ.get("HYDRA_FULL_ERROR")
     full_trace = _full_trace = before == "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"
     # A closed terminal (SIGHUP), SIGTERM and SIGQUIT end a run as Ctrl-C does: KILLED, with
     # what it has logged, instead of leaving it RUNNING.
-    previous = {s: signal.signal(s, _raise_stopped) for s in STOPPING}
+    _stopping = False
+    previous = {s: signal.signal(s, _raise_stopped) for s in (signal.SIGINT, *STOPPING)}
     redact_logs()  # Hydra logs each sweep job's overrides, a tracking.uri's password too
     try:
         yield
@@ -182,8 +194,8 @@ def reported_errors() -> Iterator[None]:
         notes = getattr(error, "__notes__", [])
         _exit("; ".join([f"stopped by {signal.Signals(signum).name}", *notes]), 128 + signum)
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        for s, handler in previous.items():  # a stopped command ends: later signals ignored
+            signal.signal(s, signal.SIG_IGN if _stopping else handler)
         if before is None:
             os.environ.pop("HYDRA_FULL_ERROR", None)
         else:
