@@ -115,12 +115,23 @@ def test_a_full_disk_mid_run_keeps_the_runs_end_until_gdfit_send(tmp_path):
         assert folder.is_relative_to(home / ".local" / "state" / "gdfit" / "unsent")
         run_id = folder.name
 
+        # A run started on the full disk fails in one line before it has anything to lose.
+        late = run_command("gdfit-train", "train.steps=50", f"tracking.uri={uri}", cwd=tmp_path)
+        assert late.returncode == 1
+        assert "database or disk is full" in one_error_line(late.stderr)
+
         filler.unlink()  # the disk has room again
         sent = run_command("gdfit-send", cwd=tmp_path, env={**env, "MLFLOW_TRACKING_URI": uri})
         assert sent.returncode == 0, sent.stderr
         assert f"sent run {run_id}" in sent.stdout
         assert not folder.exists()
         assert_whole(uri, run_id, STEPS)
+        listed = run_command(
+            "gdfit-compare", "--experiment", "gdfit", "--tracking-uri", uri, cwd=tmp_path
+        )
+        assert listed.returncode == 0, listed.stderr
+        statuses = [r.info.status for r in MlflowClient(uri).search_runs(["1"])]
+        assert "RUNNING" not in statuses, statuses
 
 
 def test_a_read_only_artifact_folder_fails_the_run_in_one_line_and_loses_nothing(tmp_path):
