@@ -152,6 +152,10 @@ def test_a_read_only_artifact_folder_fails_the_run_in_one_line_and_loses_nothing
         assert run.info.status == "FAILED"
         assert run.data.tags["gdfit.unsent"] == str(folder)
 
+        early = run_command("gdfit-send", str(folder), cwd=tmp_path)  # still read-only
+        assert early.returncode == 1 and f"{folder} is kept for a retry" in early.stderr
+        assert (folder / "files" / "loss.npz").is_file()
+
         subprocess.run(["mount", "-o", "remount,rw", str(artifacts)], check=True)
         sent = run_command("gdfit-send", str(folder), cwd=tmp_path)
         assert sent.returncode == 0, sent.stderr
@@ -198,7 +202,7 @@ def test_gdfit_send_refuses_what_it_cannot_send_in_one_line(tmp_path):
     junk = tmp_path / "unsent" / "abc"
     junk.mkdir(parents=True)
     done = run_command("gdfit-send", str(junk), cwd=tmp_path)
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "is not a folder gdfit kept unsent data in" in done.stderr
     assert "Traceback" not in done.stderr
     assert junk.exists()  # nothing removed that was not sent

@@ -126,7 +126,8 @@ def send(folder: Path, uri: str | None = None) -> str:
         record = read(folder)
         run_id = record["run_id"]
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise UsageError(f"{folder} is not a folder gdfit kept unsent data in ({error})") from error
+        why = error.strerror if isinstance(error, OSError) else error
+        raise UsageError(f"{folder} is not a folder gdfit kept unsent data in ({why})") from error
     if uri is None:
         if MASK in record["store"]:
             raise UsageError(
@@ -197,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("folders", nargs="*", metavar="FOLDER", help="an unsent/<run id> folder")
     parser.add_argument(
         "--tracking-uri",
+        metavar="URI",
         help="send to this store instead of the one each folder names (needed when its "
         "address held a password, which gdfit does not write down)",
     )
@@ -211,16 +213,16 @@ def main(argv: list[str] | None = None) -> None:
             if not folders:
                 print("gdfit-send: nothing to send")
                 return
-        failed = 0
+        code = 0
         for folder in folders:
             try:
                 print(f"gdfit-send: {send(folder, args.tracking_uri)}", flush=True)
             except GdfitError as error:
-                failed += 1
-                line = redact(f"gdfit-send: error: {folder}: {error} (kept)")
-                print(line, file=sys.stderr, flush=True)
-        if failed:
-            sys.exit(1)
+                code = max(code, error.exit_code)
+                kept = "" if isinstance(error, UsageError) else f"; {folder} is kept for a retry"
+                print(redact(f"gdfit-send: error: {error}{kept}"), file=sys.stderr, flush=True)
+        if code:
+            sys.exit(code)
 
 
 if __name__ == "__main__":
