@@ -206,3 +206,18 @@ def test_gdfit_send_refuses_what_it_cannot_send_in_one_line(tmp_path):
     assert "is not a folder gdfit kept unsent data in" in done.stderr
     assert "Traceback" not in done.stderr
     assert junk.exists()  # nothing removed that was not sent
+
+
+def test_a_password_in_the_store_address_is_never_written_down(tmp_path, monkeypatch):
+    from gdfit import unsent
+    from gdfit.errors import UsageError
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    folder = unsent.keep(
+        "http://alice:s3cret-pw@127.0.0.1:1", "0" * 32, "run", "FINISHED", "why", [], {}, None
+    )
+    assert folder.is_relative_to(tmp_path / "gdfit" / "unsent")
+    assert "s3cret-pw" not in (folder / unsent.FILE).read_text()
+    with pytest.raises(UsageError, match="give the address with --tracking-uri"):
+        unsent.send(folder)
+    assert folder.exists()

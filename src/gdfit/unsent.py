@@ -58,10 +58,10 @@ def keep(
     """Write what is still to send of run `run_id` into its own folder; return the folder.
     `metrics`: mlflow Metric objects; `files`: a folder whose files are still to upload.
     TrackingError when no place can hold it."""
-    from gdfit.notes import shown_uri
+    from gdfit.redaction import redact
 
     record = {
-        "store": shown_uri(uri),
+        "store": redact(uri),  # a password masked as ***: gdfit-send then asks for the address
         "run_id": run_id,
         "run_name": run_name,
         "status": status,
