@@ -1,5 +1,7 @@
 """Shared fixtures: composed configs and a real sqlite MLflow store in a temp folder."""
 
+import csv
+import io
 import itertools
 import os
 import signal
@@ -61,6 +63,25 @@ def make_cfg(store_uri):
             )
 
     return make
+
+
+def sweep_runs(uri: str):
+    """(client, the one sweep parent of experiment gdfit at `uri`, its children oldest first)."""
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("gdfit").experiment_id
+    (parent,) = client.search_runs([experiment], "tags.gdfit.sweep = 'true'")
+    children = client.search_runs(
+        [experiment],
+        f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+        order_by=["attributes.start_time ASC"],
+    )
+    return client, parent, children
+
+
+def summary_rows(client, parent, folder) -> list[dict]:
+    """The rows of a sweep parent's summary.csv."""
+    path = client.download_artifacts(parent.info.run_id, "summary.csv", str(folder))
+    return list(csv.DictReader(io.StringIO(Path(path).read_text())))
 
 
 def wait_for_curve(uri: str, timeout: float = 60) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
-from conftest import run_command
+from conftest import run_command, sweep_runs
 from mlflow.tracking import MlflowClient
 
 import gdfit
@@ -194,22 +194,10 @@ def swept(tmp_path_factory):
     return result, api_uri, cli_uri
 
 
-def parent_and_jobs(uri):
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("gdfit").experiment_id
-    (parent,) = client.search_runs([experiment], "tags.gdfit.sweep = 'true'")
-    jobs = client.search_runs(
-        [experiment],
-        f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
-        order_by=["attributes.start_time ASC"],
-    )
-    return client, parent, jobs
-
-
 def test_a_sweep_is_the_parent_and_children_of_minus_m(swept):
     result, api_uri, cli_uri = swept
-    client, parent, jobs = parent_and_jobs(api_uri)
-    _, cli_parent, cli_jobs = parent_and_jobs(cli_uri)
+    client, parent, jobs = sweep_runs(api_uri)
+    _, cli_parent, cli_jobs = sweep_runs(cli_uri)
     assert result.parent_id == parent.info.run_id
     assert parent.info.status == cli_parent.info.status == "FINISHED"
     # the jobs of -m, in its order, ending as its did
@@ -242,7 +230,7 @@ def test_a_sweep_is_the_parent_and_children_of_minus_m(swept):
 
 def test_a_sweep_returns_the_table_mlflow_search_runs_gives(swept):
     result, api_uri, _ = swept
-    client, parent, _ = parent_and_jobs(api_uri)
+    client, parent, _ = sweep_runs(api_uri)
     mlflow.set_tracking_uri(api_uri)
     try:
         theirs = mlflow.search_runs(

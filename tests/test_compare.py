@@ -7,8 +7,7 @@ import json
 import re
 
 import pytest
-from conftest import run_command
-from mlflow.tracking import MlflowClient
+from conftest import run_command, sweep_runs
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +35,8 @@ def store(tmp_path_factory):
             cwd=folder,
         )
         assert out.returncode == 0, out.stderr
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("gdfit").experiment_id
-    (parent,) = client.search_runs([experiment], "tags.gdfit.sweep = 'true'")
-    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    client, parent, children = sweep_runs(uri)
+    experiment = parent.info.experiment_id
     twice = client.search_runs(
         [experiment], "attributes.run_name = 'twice'", order_by=["attributes.start_time DESC"]
     )

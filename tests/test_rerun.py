@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_command
+from conftest import run_command, sweep_runs
 from mlflow.tracking import MlflowClient
 
 from gdfit import rerun
@@ -191,9 +191,7 @@ def test_rerun_of_a_sweep_parent_reruns_each_job(tmp_path):
         f"tracking.uri={uri}",
         cwd=tmp_path,
     )
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("gdfit").experiment_id
-    (parent,) = client.search_runs([experiment], "tags.gdfit.sweep = 'true'")
+    _, parent, _ = sweep_runs(uri)
     out = run_command("gdfit-rerun", parent.info.run_id[:6], "--tracking-uri", uri, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "is a sweep of 2 jobs; rerunning each" in out.stdout

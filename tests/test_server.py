@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 from browser import check_gdfit_view, needs_chromium, new_page
-from conftest import mlflow_server, run_command
+from conftest import mlflow_server, run_command, sweep_runs
 from mlflow.tracking import MlflowClient
 
 from gdfit import views
@@ -33,10 +33,8 @@ def sweep(server):
         env={"MLFLOW_TRACKING_URI": url},
     )
     assert out.returncode == 0, out.stderr
-    client = MlflowClient(url)
-    experiment = client.get_experiment_by_name("gdfit").experiment_id
-    (parent,) = client.search_runs([experiment], "tags.gdfit.sweep = 'true'")
-    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    _, parent, children = sweep_runs(url)
+    experiment = parent.info.experiment_id
     return url, folder, experiment, parent, children
 
 

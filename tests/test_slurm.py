@@ -5,8 +5,6 @@ Every command runs with a timeout: without Slurm accounting submitit cannot see 
 died, so a broken job would otherwise be waited for forever.
 """
 
-import csv
-import io
 import re
 import shutil
 import signal
@@ -15,29 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BIN, run_command
-from mlflow.tracking import MlflowClient
+from conftest import BIN, run_command, summary_rows, sweep_runs
 
 ROOT = Path(__file__).resolve().parents[1]
 SWEEP_TIMEOUT = 240  # seconds; a three-job Slurm sweep takes ~35 s on two busy cores
-
-
-def sweep_runs(uri):
-    """(client, the one sweep parent, its children) of experiment gdfit at `uri`."""
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("gdfit").experiment_id
-    (parent,) = client.search_runs([experiment], "tags.gdfit.sweep = 'true'")
-    children = client.search_runs(
-        [experiment],
-        f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
-        order_by=["attributes.start_time ASC"],
-    )
-    return client, parent, children
-
-
-def summary_rows(client, parent, folder):
-    path = client.download_artifacts(parent.info.run_id, "summary.csv", str(folder))
-    return list(csv.DictReader(io.StringIO(Path(path).read_text())))
 
 
 def assert_finished_with_curves(client, children, steps):

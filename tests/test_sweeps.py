@@ -1,8 +1,6 @@
 """Sweeps as one MLflow parent with a child per job, run through the installed commands, and
 `gdfit-compare` reading them back. Each sweep runs once per module (a few hundred steps)."""
 
-import csv
-import io
 import os
 import shlex
 import signal
@@ -11,21 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BIN, run_command, wait_for_curve
+from conftest import BIN, run_command, summary_rows, sweep_runs, wait_for_curve
 from mlflow.tracking import MlflowClient
-
-
-def parent_and_children(uri):
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("gdfit").experiment_id
-    (parent,) = client.search_runs([experiment], "tags.gdfit.sweep = 'true'")
-    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    return client, parent, children
-
-
-def summary_rows(client, parent, tmp_path):
-    path = client.download_artifacts(parent.info.run_id, "summary.csv", str(tmp_path))
-    return list(csv.DictReader(io.StringIO(Path(path).read_text())))
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +34,7 @@ def test_grid_sweep_is_one_parent_with_a_child_per_job(grid, tmp_path):
     out, uri, _ = grid
     assert out.returncode == 1, out.stderr  # three jobs failed: scripts and CI must notice
     assert out.stderr.strip().splitlines()[-1] == "gdfit: error: 3 of 6 jobs failed"
-    client, parent, children = parent_and_children(uri)
+    client, parent, children = sweep_runs(uri)
     assert parent.info.status == "FINISHED"
     assert parent.info.run_name.startswith("sweep-")
     assert len(children) == 6
@@ -77,7 +62,7 @@ def test_grid_sweep_is_one_parent_with_a_child_per_job(grid, tmp_path):
 
 def test_parent_holds_summary_comparison_and_best_loss(grid, tmp_path):
     _, uri, _ = grid
-    client, parent, children = parent_and_children(uri)
+    client, parent, children = sweep_runs(uri)
     names = {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {"summary.csv", "comparison.png", "sweep.yaml"} <= names
     rows = summary_rows(client, parent, tmp_path)
@@ -103,7 +88,7 @@ def test_parent_holds_summary_comparison_and_best_loss(grid, tmp_path):
 
 def test_sweep_ends_with_its_parent_and_the_command_that_compares_it(grid):
     out, uri, folder = grid
-    _, parent, children = parent_and_children(uri)
+    _, parent, children = sweep_runs(uri)
     parent_id = parent.info.run_id
     lines = out.stdout.strip().splitlines()
     assert f"gdfit: parent run {parent_id}" in lines
@@ -124,7 +109,7 @@ def test_sweep_ends_with_its_parent_and_the_command_that_compares_it(grid):
 
 def test_compare_prints_one_row_per_child_and_writes_the_overlay(grid):
     _, uri, folder = grid
-    _, parent, children = parent_and_children(uri)
+    _, parent, children = sweep_runs(uri)
     png = folder / "overlay.png"
     out = run_command(
         "gdfit-compare",
@@ -191,7 +176,7 @@ def test_every_job_failing_any_way_is_failed_with_its_reason_summarised_and_exit
     assert out.returncode == 1
     assert out.stderr.strip().splitlines()[-1] == "gdfit: error: 2 of 2 jobs failed"
     assert "Traceback" not in out.stdout + out.stderr and "Error" not in out.stderr
-    client, parent, children = parent_and_children(uri)
+    client, parent, children = sweep_runs(uri)
     assert parent.info.status == "FINISHED" and parent.data.tags["gdfit.failed_jobs"] == "2"
     reasons = {c.data.params["train.seed"]: c.data.tags["gdfit.error"] for c in children}
     assert [c.info.status for c in children] == ["FAILED", "FAILED"]
@@ -238,7 +223,7 @@ def test_parallel_sweep_on_a_fresh_store_loses_nothing(tmp_path):
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
-    client, parent, children = parent_and_children(uri)
+    client, parent, children = sweep_runs(uri)
     assert parent.info.status == "FINISHED" and parent.data.tags["gdfit.launcher"]
     assert sorted(
         (c.data.params["backend.name"], c.data.params["train.seed"]) for c in children
@@ -264,7 +249,7 @@ def test_optuna_search_runs_trials_as_children(tmp_path):
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
-    client, parent, children = parent_and_children(uri)
+    client, parent, children = sweep_runs(uri)
     assert parent.data.tags["gdfit.sweeper"] == "OptunaSweeper"
     assert len(children) == 3
     rates = [float(c.data.params["optimizer.lr"]) for c in children]
@@ -321,7 +306,7 @@ def test_ctrl_c_during_a_sweep_leaves_nothing_running(tmp_path):
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in stderr
-    client, parent, children = parent_and_children(uri)
+    client, parent, children = sweep_runs(uri)
     assert parent.info.status == "KILLED"
     assert [c.info.status for c in children] == ["KILLED"]  # the second job never started
     assert [r["status"] for r in summary_rows(client, parent, tmp_path)] == ["KILLED"]
@@ -353,7 +338,7 @@ def test_stopping_a_joblib_sweep_leaves_nothing_running(group, signum, code, tmp
         wait_for_curve(uri)  # the store exists (gdfit made it whole) and a job is logging
         client = MlflowClient(uri)
         for _ in range(600):  # both jobs running and logging
-            _, _, children = parent_and_children(uri)
+            _, _, children = sweep_runs(uri)
             logging = [c for c in children if client.get_metric_history(c.info.run_id, "loss")]
             if len(logging) == 2:
                 break
@@ -373,7 +358,7 @@ def test_stopping_a_joblib_sweep_leaves_nothing_running(group, signum, code, tmp
         "gdfit-compare", "--experiment", "gdfit", "--tracking-uri", uri, cwd=tmp_path
     )
     assert compared.returncode == 0, compared.stderr
-    client, parent, children = parent_and_children(uri)
+    client, parent, children = sweep_runs(uri)
     assert parent.info.status == "KILLED"
     assert len(summary_rows(client, parent, tmp_path)) == 2
     assert sorted(c.info.status for c in children) == ["KILLED", "KILLED"]
