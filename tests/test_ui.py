@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from browser import WAIT_MS, check_gdfit_view, needs_chromium, new_page
-from conftest import BIN, free_port, run_command
+from conftest import BIN, free_port, run_command, sweep_runs
 from mlflow.tracking import MlflowClient
 
 from gdfit import tracking, uiapp, views
@@ -87,11 +87,8 @@ def sweep_store(tmp_path_factory):
         cwd=folder,
     )
     assert out.returncode == 0, out.stderr
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("gdfit").experiment_id
-    (parent,) = client.search_runs([experiment], "tags.gdfit.sweep = 'true'")
-    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
-    return folder, uri, experiment, parent, children
+    _, parent, children = sweep_runs(uri)
+    return folder, uri, parent.info.experiment_id, parent, children
 
 
 @pytest.fixture(scope="module")
