@@ -147,7 +147,7 @@ def _raise_stopped(signum, frame) -> None:
     if _stopping:
         return
     _stopping = True
-    raise Stopped(signum)
+    raise KeyboardInterrupt if signum == signal.SIGINT else Stopped(signum)
 
 
 @contextmanager
