@@ -254,16 +254,17 @@ def record(run, problem: Problem, fitted: Fitted) -> Result:
             target,
             problem.run_name,
             model.describe(params, 4),
+            reuse=True,  # this process's figure: a sweep's jobs draw on the same one
         )
     run.log_figure(fit, "fit.png")
     loss_steps, losses = (a.copy() for a in run.curve.curve())
     with timing.section("figures"):
-        drawn_loss = plots.loss_figure(loss_steps, losses, optimal_loss)
+        drawn_loss = plots.loss_figure(loss_steps, losses, optimal_loss, reuse=True)
     run.log_figure(drawn_loss, "loss.png")
     if fitted.snapshots:
         drawn = [(s, model.predict(p, F)) for s, p in sorted(fitted.snapshots.items())]
         with timing.section("frames"):
-            frames = plots.fit_frames(problem.x, y, target, drawn, problem.run_name)
+            frames = plots.fit_frames(problem.x, y, target, drawn, problem.run_name, reuse=True)
         run.log_images(frames, "fit")
     return Result(
         run.run_id,
