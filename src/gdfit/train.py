@@ -6,7 +6,6 @@ curve logged as it goes) -> record (metrics, coefficients, figures). Which model
 rule run is looked up by name (gdfit.registry); nothing here depends on which.
 """
 
-import gc
 import math
 import sys
 import time
@@ -24,6 +23,7 @@ from gdfit import (
     config,
     data,
     environment,
+    longlived,
     models,
     multirun,
     registry,
@@ -349,12 +349,7 @@ def train(
     }
     run_name = problem.run_name
     with tracking.tracked_run(cfg, run_name, tags) as run:
-        if _command_line and not gc.get_freeze_count():
-            # What the imports and the opened store built lives as long as the process: out of
-            # the collector's sight, its full collections stop walking MLflow's, SQLAlchemy's
-            # and matplotlib's objects (~0.2 s each, several a sweep). Only in gdfit-train's
-            # own process: a notebook's objects are its user's.
-            gc.freeze()
+        longlived.freeze("first run")  # MLflow, matplotlib, the store: out of the GC's way
         run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         run.log_dict(env, "environment.json")
         if env["git"]["dirty"]:
@@ -392,7 +387,6 @@ def where_it_went(cfg: DictConfig, run_id: str, experiment_id: str) -> str:
 
 config.register()
 _hydra_began: float | None = None  # when main() handed the command line to Hydra
-_command_line = False  # whether this process is gdfit-train's (main() ran)
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
@@ -436,8 +430,9 @@ def main() -> None:
         refuse_mode_clash(args)
         groups = {p.name: p for p in conf_dir().iterdir() if p.is_dir()}
         refuse_group_lists([a for a in args if "=" in a and not a.startswith("-")], groups)
-        global _hydra_began, _command_line
-        _hydra_began, _command_line = time.perf_counter(), True
+        global _hydra_began
+        _hydra_began = time.perf_counter()
+        longlived.own_process()
         hydra_main()
 
 
