@@ -15,14 +15,19 @@ _done: set[str] = set()
 
 
 def own_process() -> None:
-    """This process is a command's own: its long-lived objects may be frozen."""
+    """This process is a command's own: its long-lived objects may be frozen. Until the first
+    `freeze`, nothing is collected: what the imports and the store's creation build is nearly
+    all kept, and walking it again and again cost ~1 s of a run's start."""
     global _owned
     _owned = True
+    gc.disable()
 
 
 def freeze(moment: str) -> None:
-    """Freeze what exists now, once per `moment` of the process ("sweep start": MLflow and the
-    store are in; "first run": matplotlib and the first job's run too)."""
+    """Freeze what exists now (and collect from here on), once per `moment` of the process
+    ("sweep start": MLflow and the store are in; "first run": matplotlib and the first run's
+    store too)."""
     if _owned and moment not in _done:
         _done.add(moment)
         gc.freeze()
+        gc.enable()
