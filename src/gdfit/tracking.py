@@ -663,10 +663,13 @@ def _search_runs(client: Client, parent, experiment, filter_string) -> list:
     return [r for r in runs if r.data.tags.get("gdfit.sweep") != "true"]
 
 
-def loss_curve(uri: str, run_id: str) -> tuple[list[int], list[float]]:
+def loss_curve(
+    uri: str, run_id: str, artifact_uri: str | None = None
+) -> tuple[list[int], list[float]]:
     """Every step's loss: the run's loss.npz, or for a run logged before gdfit wrote one, its
-    `loss` metric (then as thinned as tracking.curve_points made it)."""
-    curve = full_curve(uri, run_id)
+    `loss` metric (then as thinned as tracking.curve_points made it). `artifact_uri`: the
+    run's, when the caller has it (saves asking the store for the run)."""
+    curve = full_curve(uri, run_id, artifact_uri)
     if curve is not None:
         return curve[0].tolist(), curve[1].tolist()
     return metric_curve(uri, run_id)
@@ -678,7 +681,9 @@ def metric_curve(uri: str, run_id: str) -> tuple[list[int], list[float]]:
     return [m.step for m in history], [m.value for m in history]
 
 
-def full_curve(uri: str, run_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+def full_curve(
+    uri: str, run_id: str, artifact_uri: str | None = None
+) -> tuple[np.ndarray, np.ndarray] | None:
     """(steps, losses) from the run's loss.npz; None when it has none (an older run).
 
     Read through the run's artifact repository one file at a time: MlflowClient's download
@@ -687,9 +692,8 @@ def full_curve(uri: str, run_id: str) -> tuple[np.ndarray, np.ndarray] | None:
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     with reading(uri):
-        repo = get_artifact_repository(
-            connect(uri).get_run(run_id).info.artifact_uri, tracking_uri=uri
-        )
+        artifact_uri = artifact_uri or connect(uri).get_run(run_id).info.artifact_uri
+        repo = get_artifact_repository(artifact_uri, tracking_uri=uri)
         if not any(f.path == CURVE_FILE for f in repo.list_artifacts()):
             return None
         with tempfile.TemporaryDirectory() as folder:
