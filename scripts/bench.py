@@ -10,7 +10,8 @@
    tutorial's other cells (module backend, Legendre model, dynamic net) as their presets run.
 2. processes: the default `gdfit-train` against a minimal hand-written script doing the same
    logging (import MLflow, a new sqlite store, the batched curve, the coefficients, one
-   figure), both on new stores, alternating; and a 12-job sequential sweep against one run.
+   figure), both on new stores, alternating; and sweeps of 12 and 48 jobs against one run.
+   Wall and CPU seconds: on a shared machine the CPU column moves least with others' load.
 3. scale: steps per second from 10^3 to 10^7 points and the peak memory of a whole run there;
    a 10^6-step run with its curve thinned.
 """
