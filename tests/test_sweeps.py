@@ -203,7 +203,7 @@ def test_a_job_that_cannot_be_composed_stops_the_sweep_before_any_job_runs(tmp_p
     )
     assert out.returncode == 2
     assert out.stderr.strip().splitlines()[-1].startswith("gdfit: error: optimizer=bogus")
-    client, parent, children = parent_and_children(uri)
+    client, parent, children = sweep_runs(uri)
     assert children == [] and parent.info.status == "KILLED"
 
 
