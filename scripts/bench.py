@@ -10,7 +10,8 @@
    tutorial's other cells (module backend, Legendre model, dynamic net) as their presets run.
 2. processes: the default `gdfit-train` against a minimal hand-written script doing the same
    logging (import MLflow, a new sqlite store, the batched curve, the coefficients, one
-   figure), both on new stores, alternating; and a 12-job sequential sweep against one run.
+   figure), both on new stores, alternating; and sweeps of 12 and 48 jobs against one run.
+   Wall and CPU seconds: on a shared machine the CPU column moves least with others' load.
 3. scale: steps per second from 10^3 to 10^7 points and the peak memory of a whole run there;
    a 10^6-step run with its curve thinned.
 """
@@ -26,6 +27,7 @@ import tempfile
 import textwrap
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from omegaconf import OmegaConf
@@ -254,13 +256,20 @@ began = time.perf_counter()
 proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 err = proc.stderr.read()
 _, status, usage = os.wait4(proc.pid, 0)
-print(time.perf_counter() - began, usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+cpu = usage.ru_utime + usage.ru_stime
+print(time.perf_counter() - began, usage.ru_maxrss, os.waitstatus_to_exitcode(status), cpu)
 sys.stderr.write(err.decode(errors="replace"))
 """
 
 
-def timed_process(command: list[str], cwd: Path, env: dict | None = None) -> tuple[float, int]:
-    """Wall seconds and peak resident memory (MiB) of one process."""
+class Timed(NamedTuple):
+    seconds: float  # wall
+    peak: int  # MiB resident
+    cpu: float  # seconds of CPU, user and system: what other work on the machine inflates least
+
+
+def timed_process(command: list[str], cwd: Path, env: dict | None = None) -> Timed:
+    """Wall seconds, peak resident memory and CPU seconds of one process."""
     out = subprocess.run(
         [sys.executable, "-c", LAUNCHER, *command],
         cwd=cwd,
@@ -268,10 +277,10 @@ def timed_process(command: list[str], cwd: Path, env: dict | None = None) -> tup
         text=True,
         env=None if env is None else os.environ | env,
     )
-    seconds, maxrss_kib, code = out.stdout.split()
+    seconds, maxrss_kib, code, cpu = out.stdout.split()
     if int(code) != 0:
         sys.exit(f"bench: {' '.join(command)} failed:\n{out.stderr}")
-    return float(seconds), int(maxrss_kib) // 1024
+    return Timed(float(seconds), int(maxrss_kib) // 1024, float(cpu))
 
 
 def fresh_uri(folder: Path, name: str) -> str:
@@ -300,48 +309,49 @@ def bench_processes(reps: int, sweeps: list[tuple[int, str]], folder: Path) -> N
     minimal = folder / "minimal.py"
     minimal.write_text(MINIMAL_SCRIPT)
     train = str(BIN / "gdfit-train")
-    times: dict[str, list[float]] = {"ours": [], "mini": [], "one": []}
+    times: dict[str, list[Timed]] = {"ours": [], "mini": [], "one": []}
     times |= {f"{n}-{launcher}": [] for n, launcher in sweeps}
     for i in range(reps):
         times["mini"].append(
-            timed_process([sys.executable, str(minimal), fresh_uri(folder, f"m{i}")], folder)[0]
+            timed_process([sys.executable, str(minimal), fresh_uri(folder, f"m{i}")], folder)
         )
         times["ours"].append(
-            timed_process([train, f"tracking.uri={fresh_uri(folder, f'g{i}')}", QUIET], folder)[0]
+            timed_process([train, f"tracking.uri={fresh_uri(folder, f'g{i}')}", QUIET], folder)
         )
         for n, launcher in sweeps:
             one = [train, f"tracking.uri={fresh_uri(folder, f'o{i}-{n}-{launcher}')}", QUIET]
-            times["one"].append(timed_process(one, folder)[0])
+            times["one"].append(timed_process(one, folder))
             uri = fresh_uri(folder, f"s{i}-{n}-{launcher}")
-            times[f"{n}-{launcher}"].append(
-                timed_process(sweep_command(n, uri, launcher), folder)[0]
-            )
-    m = {k: statistics.median(v) for k, v in times.items()}
+            times[f"{n}-{launcher}"].append(timed_process(sweep_command(n, uri, launcher), folder))
+    m = {k: statistics.median(t.seconds for t in v) for k, v in times.items()}
+    cpu = {k: statistics.median(t.cpu for t in v) for k, v in times.items()}
     targets = {(12, "basic"): "<= 2.2x", (48, "basic"): "<= 5x"}
+
+    def row(what: str, key: str, base: str, name: str, target: str = "") -> list[str]:
+        return [
+            what,
+            f"{m[key]:.2f}",
+            f"{m[key] / m[base]:.2f}x {name}".strip(),
+            f"{cpu[key]:.2f}",
+            f"{cpu[key] / cpu[base]:.2f}x",
+            target,
+        ]
+
     rows = [
-        [
-            "default gdfit-train (numpy, 5,000 steps)",
-            f"{m['ours']:.2f}",
-            f"{m['ours'] / m['mini']:.2f}x minimal",
-            "<= 0.9x",
-        ],
-        ["minimal hand-written script, same logging", f"{m['mini']:.2f}", "1.00x", ""],
-        ["one default run (new store)", f"{m['one']:.2f}", "1.00x", ""],
+        row("default gdfit-train (numpy, 5,000 steps)", "ours", "mini", "minimal", "<= 0.9x"),
+        row("minimal hand-written script, same logging", "mini", "mini", ""),
+        row("one default run (new store)", "one", "one", ""),
     ]
     for n, launcher in sweeps:
         how = "sequential" if launcher == "basic" else "joblib, n_jobs=2"
+        key = f"{n}-{launcher}"
         rows.append(
-            [
-                f"{n}-job sweep ({how})",
-                f"{m[f'{n}-{launcher}']:.2f}",
-                f"{m[f'{n}-{launcher}'] / m['one']:.2f}x one run",
-                targets.get((n, launcher), ""),
-            ]
+            row(f"{n}-job sweep ({how})", key, "one", "one run", targets.get((n, launcher), ""))
         )
     table(
         f"Whole processes: wall seconds, new sqlite stores (median of {reps}; "
-        "one run measured beside each sweep)",
-        ["what", "seconds", "ratio", "target"],
+        "one run measured beside each sweep; CPU: user + system seconds)",
+        ["what", "seconds", "ratio", "CPU s", "CPU ratio", "target"],
         rows,
     )
 
@@ -360,7 +370,11 @@ def bench_breakdown(jobs: int, folder: Path) -> None:
     names = ["store open", *LOGGING, "hydra compose", "fit (the loop)"]
 
     def job(name: str) -> float:
-        return statistics.mean(j.get(name, 0.0) for j in sweep_jobs)
+        # The sweeper composes every job's config before the first one starts (Hydra checks
+        # them all up front, and gdfit's basic sweeper launches those configs): that time is
+        # the first job's, so Hydra's share is the mean over every job.
+        jobs = lines[1:] if name == "hydra compose" else sweep_jobs
+        return statistics.mean(j.get(name, 0.0) for j in jobs)
 
     rows = [[name, f"{run.get(name, 0.0):.3f}", f"{job(name):.3f}"] for name in names]
     rows.append(
@@ -371,7 +385,8 @@ def bench_breakdown(jobs: int, folder: Path) -> None:
         ]
     )
     table(
-        f"Per-run breakdown: seconds (GDFIT_TIMINGS; sweep: mean of jobs 2-{jobs})",
+        f"Per-run breakdown: seconds (GDFIT_TIMINGS; sweep: mean of jobs 2-{jobs}, "
+        "Hydra's of all jobs)",
         ["section", "a run, existing store", "a sweep job"],
         rows,
     )
@@ -397,7 +412,7 @@ def bench_scale(sizes: list[int], long_steps: int, reps: int, device: str, folde
             row.append(f"{steps / t:,.0f}")
         del X, x, y
         uri = fresh_uri(folder, f"scale{n}")
-        _, peak = timed_process(
+        peak = timed_process(
             [
                 str(BIN / "gdfit-train"),
                 f"data.n_points={n}",
@@ -406,7 +421,7 @@ def bench_scale(sizes: list[int], long_steps: int, reps: int, device: str, folde
                 f"tracking.uri={uri}",
             ],
             folder,
-        )
+        ).peak
         row.append(f"{peak:,}")
         rows.append(row)
     table(
@@ -415,7 +430,7 @@ def bench_scale(sizes: list[int], long_steps: int, reps: int, device: str, folde
         rows,
     )
     uri = fresh_uri(folder, "long")
-    seconds, peak = timed_process(
+    seconds, peak, _ = timed_process(
         [
             str(BIN / "gdfit-train"),
             f"train.steps={long_steps}",

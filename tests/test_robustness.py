@@ -189,7 +189,7 @@ def test_unwritable_sqlite_path_fails_clearly(tmp_path):
 def test_an_unexpected_error_ends_the_run_failed_with_the_error(make_cfg, client, monkeypatch):
     from gdfit import plots
 
-    def broken(*args):
+    def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(plots, "fit_figure", broken)

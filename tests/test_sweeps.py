@@ -188,6 +188,25 @@ def test_every_job_failing_any_way_is_failed_with_its_reason_summarised_and_exit
     assert not (tmp_path / "multirun").exists()
 
 
+def test_a_job_that_cannot_be_composed_stops_the_sweep_before_any_job_runs(tmp_path):
+    """gdfit's basic sweeper composes every job's config once, up front, and launches those:
+    a bad option among the jobs still fails the sweep before the first job runs."""
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    out = run_command(
+        "gdfit-train",
+        "-m",
+        "train.seed=0,1",
+        "optimizer=sgd,bogus",
+        "train.steps=5",
+        f"tracking.uri={uri}",
+        cwd=tmp_path,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1].startswith("gdfit: error: optimizer=bogus")
+    client, parent, children = sweep_runs(uri)
+    assert children == [] and parent.info.status == "KILLED"
+
+
 def test_sweep_folder_follows_the_store_or_the_user(tmp_path, monkeypatch):
     from hydra import compose, initialize_config_dir
 

@@ -8,6 +8,7 @@ imports torch.
 import platform
 import subprocess
 import sys
+from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -54,6 +55,7 @@ def share_git_state(state: dict[str, str] | None) -> None:
     _sweep_git = state
 
 
+@cache  # installed packages do not change under a running process
 def versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
     for name in PACKAGES:
@@ -78,7 +80,7 @@ def describe(device: str, overrides: list[str], git: dict[str, str]) -> dict:
     """Everything environment.json holds; `git` is `git_state()` (its diff travels as its own
     artifact)."""
     info = {
-        "versions": versions(),
+        "versions": dict(versions()),
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu": cpu_name(),

@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, read_write
 
-from gdfit import __version__, timing
+from gdfit import __version__, longlived, timing
 from gdfit.environment import git_state, git_tags, share_git_state
 from gdfit.errors import ConfigError, GdfitError, TrackingError
 from gdfit.paths import default_store_dir
@@ -239,6 +239,7 @@ class MlflowSweep(Callback):
             print(f"gdfit: sweep {self.name}: parent run {self.parent}", flush=True)
         else:
             self._reopen(resume, experiment, tags)
+        longlived.freeze("sweep start")  # before Hydra composes every job's config to check them
         atexit.register(self._cut_off)  # Ctrl-C or a crash: the parent must not stay RUNNING
         handed = {PARENT_ENV: self.parent, NAME_ENV: self.name}
         if _writable_uri(self.uri):

@@ -8,6 +8,7 @@ drawn for every run; the comparison figures of a sweep use the constrained layou
 import math
 import textwrap
 from dataclasses import dataclass, field
+from functools import cache
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -32,6 +33,56 @@ def _every(n: int) -> slice:
 
 
 # ---- one run: the fit, the loss, and the fit as frames for MLflow's image slider ----
+#
+# Every run draws these three, so each is a class that builds its figure once (axes, lines,
+# legend, an Agg canvas of its own) and redraws it with a run's data. `reuse=True` takes the
+# one this process keeps for that layout: a sweep's later jobs skip building ~100 tick
+# artists a figure and hit the text caches of the same renderer (about half a figure's cost),
+# and draw the same pixels. Such a figure is the caller's only until the next call.
+
+
+def _kept(kind: type, reuse: bool, *layout):
+    return _reused(kind, *layout) if reuse else kind(*layout)
+
+
+@cache
+def _reused(kind: type, *layout):
+    return kind(*layout)
+
+
+class _Fit:
+    """fit.png: the data and the fitted y over x, the run's name above, the formula as title."""
+
+    def __init__(self, title_lines: int, named: bool):
+        top = (0.86 if named else MARGINS["top"]) - 0.05 * (title_lines - 1)
+        self.figure = fig = Figure(figsize=(6, 4))
+        FigureCanvasAgg(fig)  # its own canvas: savefig keeps the renderer and its text caches
+        fig.subplots_adjust(**(MARGINS | {"top": top}))  # no layout engine: fixed margins
+        self.ax = ax = fig.add_subplot()
+        (self.data,) = ax.plot([], [], linewidth=3, alpha=0.5, label="data")
+        (self.fitted,) = ax.plot([], [], "--", label="fit")
+        ax.set(xlabel="x", ylabel="y")
+        self.title = ax.set_title("", fontsize="small")
+        self.name = fig.suptitle("", fontsize="medium", y=0.97) if named else None
+        self.legend = ax.legend()
+
+    def draw(self, x, y, fitted, target: str, run_name: str | None, title: list[str]) -> Figure:
+        s = _every(len(x))
+        self.data.set_data(x[s], y[s])
+        _relabel(self.legend, 0, self.data, f"{target}(x)")
+        self.fitted.set_data(x[s], fitted[s])
+        self.ax.relim()
+        self.ax.autoscale_view()
+        self.title.set_text("\n".join(title))
+        if self.name is not None:
+            self.name.set_text(run_name)
+        return self.figure
+
+
+def _relabel(legend, i: int, line: Line2D, label: str) -> None:
+    """Give `line` and its legend entry (the i-th) `label`."""
+    line.set_label(label)
+    legend.get_texts()[i].set_text(label)
 
 
 def fit_figure(
@@ -41,42 +92,55 @@ def fit_figure(
     target: str,
     run_name: str | None = None,
     formula: str = "",
+    reuse: bool = False,
 ) -> Figure:
     """The data and the fitted model's y (`fitted`, at each x) over the same x, titled with the
-    run's name and the fitted function (`formula`: the model's `describe`)."""
-    s = _every(len(x))
+    run's name and the fitted function (`formula`: the model's `describe`). `reuse`: draw on
+    this process's figure of that layout (see above)."""
     title = textwrap.wrap(formula, MAX_TITLE, break_long_words=False) or [""]
-    top = (0.86 if run_name else MARGINS["top"]) - 0.05 * (len(title) - 1)
-    fig = Figure(figsize=(6, 4))
-    fig.subplots_adjust(**(MARGINS | {"top": top}))  # no layout engine: fixed margins
-    ax = fig.add_subplot()
-    ax.plot(x[s], y[s], label=f"{target}(x)", linewidth=3, alpha=0.5)
-    ax.plot(x[s], fitted[s], "--", label="fit")
-    ax.set(xlabel="x", ylabel="y")
-    ax.set_title("\n".join(title), fontsize="small")
-    if run_name:
-        fig.suptitle(run_name, fontsize="medium", y=0.97)
-    ax.legend()
-    return fig
+    drawn = _kept(_Fit, reuse, len(title), bool(run_name))
+    return drawn.draw(x, y, fitted, target, run_name, title)
 
 
-def loss_figure(steps: np.ndarray, losses: np.ndarray, optimal_loss: float | None = None) -> Figure:
+class _Loss:
+    """loss.png: the loss against step on a log scale, over the least-squares optimum."""
+
+    def __init__(self, with_optimum: bool):
+        self.figure = fig = Figure(figsize=(6, 4))
+        FigureCanvasAgg(fig)
+        fig.subplots_adjust(**MARGINS)
+        self.ax = ax = fig.add_subplot()
+        (self.line,) = ax.plot([], [], label="loss")
+        self.floor = self.legend = None
+        if with_optimum:
+            self.floor = ax.axhline(1.0, color="0.35", linestyle=":", linewidth=1.2, label="-")
+            self.legend = ax.legend(loc="upper right", fontsize="small")
+        ax.set(xlabel="step", ylabel="loss (sum of squared errors)", yscale="log")
+        ax.yaxis.set_major_formatter(_powers_of_ten)
+        ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))  # "30" where "3×10¹" was
+        ax.grid(True, which="both", alpha=0.3)
+
+    def draw(self, steps, losses, optimal_loss: float | None) -> Figure:
+        s = _every(len(losses))
+        self.line.set_data(steps[s], losses[s])
+        if self.floor is not None:
+            self.floor.set_ydata([optimal_loss, optimal_loss])
+            _relabel(self.legend, 1, self.floor, f"least-squares optimum {optimal_loss:.6g}")
+        self.ax.relim()
+        self.ax.autoscale_view()
+        return self.figure
+
+
+def loss_figure(
+    steps: np.ndarray,
+    losses: np.ndarray,
+    optimal_loss: float | None = None,
+    reuse: bool = False,
+) -> Figure:
     """Sum of squared errors against step, log scale, over the least-squares optimum's level:
-    the plateau the curve reaches is that floor, not a stalled fit."""
-    s = _every(len(losses))
-    fig = Figure(figsize=(6, 4))
-    fig.subplots_adjust(**MARGINS)
-    ax = fig.add_subplot()
-    ax.plot(steps[s], losses[s], label="loss")
-    if optimal_loss is not None and optimal_loss > 0:
-        label = f"least-squares optimum {optimal_loss:.6g}"
-        ax.axhline(optimal_loss, color="0.35", linestyle=":", linewidth=1.2, label=label)
-        ax.legend(loc="upper right", fontsize="small")
-    ax.set(xlabel="step", ylabel="loss (sum of squared errors)", yscale="log")
-    ax.yaxis.set_major_formatter(_powers_of_ten)
-    ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False))  # "30" where "3×10¹" was
-    ax.grid(True, which="both", alpha=0.3)
-    return fig
+    the plateau the curve reaches is that floor, not a stalled fit. `reuse`: as fit_figure's."""
+    marked = optimal_loss is not None and optimal_loss > 0
+    return _kept(_Loss, reuse, marked).draw(steps, losses, optimal_loss if marked else None)
 
 
 SUPERSCRIPTS = str.maketrans(
@@ -93,49 +157,63 @@ def _powers_of_ten(value: float, _position) -> str:
     return "10" + str(exponent).translate(SUPERSCRIPTS)
 
 
+class _Frames:
+    """The fit frames: one small Agg canvas holding what does not change within a run (axes,
+    data, legend, name) as a background; each frame redraws only the fitted line and the step
+    over a copy of it (~1 ms a frame). No tick labels."""
+
+    def __init__(self):
+        self.figure = fig = Figure(figsize=(4, 2.7), dpi=80)
+        self.canvas = FigureCanvasAgg(fig)
+        fig.subplots_adjust(left=0.03, right=0.97, bottom=0.04, top=0.88)
+        self.ax = ax = fig.add_subplot()
+        (self.data,) = ax.plot([], [], linewidth=3, alpha=0.5, label="data")
+        (self.fitted,) = ax.plot([], [], "--", color="C1", label="fit", animated=True)
+        # No tick labels: text is most of a frame's cost, and fit.png carries the numbers.
+        ax.tick_params(labelleft=False, labelbottom=False)
+        self.legend = ax.legend(loc="upper left", fontsize="x-small")
+        self.name = fig.suptitle("", fontsize="small")
+        self.step = ax.text(0.98, 0.04, "", transform=ax.transAxes, ha="right", animated=True)
+
+    def draw(self, x, y, target: str, snapshots, run_name: str) -> list[tuple[int, np.ndarray]]:
+        s = slice(None, None, max(1, len(x) // 300))
+        xs, ys = x[s], y[s]
+        self.data.set_data(xs, ys)
+        self.fitted.set_data(xs, ys)
+        _relabel(self.legend, 0, self.data, f"{target}(x)")
+        low, high = float(ys.min()), float(ys.max())
+        pad = 0.25 * (high - low or 1.0)
+        self.ax.set(xlim=(xs[0], xs[-1]), ylim=(low - pad, high + pad))
+        self.name.set_text(run_name)
+        self.canvas.draw()
+        background = self.canvas.copy_from_bbox(self.figure.bbox)
+        frames = []
+        for step, predicted in snapshots:
+            self.canvas.restore_region(background)
+            self.fitted.set_ydata(np.asarray(predicted)[s])
+            self.step.set_text(f"step {step}")
+            self.ax.draw_artist(self.fitted)
+            self.ax.draw_artist(self.step)
+            frames.append((step, np.asarray(self.canvas.buffer_rgba())[..., :3].copy()))
+        return frames
+
+
 def fit_frames(
     x: np.ndarray,
     y: np.ndarray,
     target: str,
     snapshots: list[tuple[int, np.ndarray]],
     run_name: str,
+    reuse: bool = False,
 ) -> list[tuple[int, np.ndarray]]:
     """(step, RGB image (h, w, 3) uint8) of the fit at each (step, prediction) snapshot, the
     prediction being the model's values at every x (so any model draws the same way).
 
-    Cheap enough to log with every run: one small Agg canvas is drawn once with everything that
-    does not change (axes, data, legend), and each frame only redraws the fitted line and the
-    step over a copy of that background (~1 ms a frame); no tick labels. The y-range is the
-    data's, fixed, so the frames compare and an early wild polynomial leaves the view instead
-    of rescaling it.
+    Cheap enough to log with every run (see _Frames). The y-range is the data's, fixed, so the
+    frames compare and an early wild polynomial leaves the view instead of rescaling it.
+    `reuse`: as fit_figure's.
     """
-    s = slice(None, None, max(1, len(x) // 300))
-    xs, ys = x[s], y[s]
-    fig = Figure(figsize=(4, 2.7), dpi=80)
-    canvas = FigureCanvasAgg(fig)
-    fig.subplots_adjust(left=0.03, right=0.97, bottom=0.04, top=0.88)
-    ax = fig.add_subplot()
-    ax.plot(xs, ys, linewidth=3, alpha=0.5, label=f"{target}(x)")
-    (fitted,) = ax.plot(xs, ys, "--", color="C1", label="fit", animated=True)
-    low, high = float(ys.min()), float(ys.max())
-    pad = 0.25 * (high - low or 1.0)
-    ax.set(xlim=(xs[0], xs[-1]), ylim=(low - pad, high + pad))
-    # No tick labels: text is most of a frame's cost, and fit.png carries the numbers.
-    ax.tick_params(labelleft=False, labelbottom=False)
-    ax.legend(loc="upper left", fontsize="x-small")
-    fig.suptitle(run_name, fontsize="small")
-    step_text = ax.text(0.98, 0.04, "", transform=ax.transAxes, ha="right", animated=True)
-    canvas.draw()
-    background = canvas.copy_from_bbox(fig.bbox)
-    frames = []
-    for step, predicted in snapshots:
-        canvas.restore_region(background)
-        fitted.set_ydata(np.asarray(predicted)[s])
-        step_text.set_text(f"step {step}")
-        ax.draw_artist(fitted)
-        ax.draw_artist(step_text)
-        frames.append((step, np.asarray(canvas.buffer_rgba())[..., :3].copy()))
-    return frames
+    return _kept(_Frames, reuse).draw(x, y, target, snapshots, run_name)
 
 
 # ---- many runs: their loss curves on one plot, and results against a swept setting ----

@@ -50,23 +50,26 @@ def _could_be_secret(value: str) -> bool:
     return False
 
 
-def redact(text: str) -> str:
-    """`text` with URI credentials and credential-variable values replaced by `***`."""
+def redact(text: str, secrets: list[str] | None = None) -> str:
+    """`text` with URI credentials and credential-variable values replaced by `***`.
+    `secrets`: `secret_values()`, when the caller has them already."""
     text = _USERINFO.sub(rf"\1{MASK}@", text)
     text = _QUERY_SECRET.sub(rf"\1{MASK}", text)
-    for value in secret_values():
+    for value in secret_values() if secrets is None else secrets:
         text = text.replace(value, MASK)
     return text
 
 
-def redact_data(data):
-    """`redact` applied to every string inside nested dicts, lists and tuples (keys too)."""
+def redact_data(data, secrets: list[str] | None = None):
+    """`redact` applied to every string inside nested dicts, lists and tuples (keys too); the
+    environment is read once for all of them."""
+    secrets = secret_values() if secrets is None else secrets
     if isinstance(data, str):
-        return redact(data)
+        return redact(data, secrets)
     if isinstance(data, Mapping):
-        return {redact_data(k): redact_data(v) for k, v in data.items()}
+        return {redact_data(k, secrets): redact_data(v, secrets) for k, v in data.items()}
     if isinstance(data, list | tuple):
-        return type(data)(redact_data(v) for v in data)
+        return type(data)(redact_data(v, secrets) for v in data)
     return data
 
 

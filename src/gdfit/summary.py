@@ -197,7 +197,7 @@ def comparison(uri: str, runs):
     )
     curves = []
     for index, r in enumerate(runs):
-        steps, losses = tracking.loss_curve(uri, r.info.run_id)
+        steps, losses = tracking.loss_curve(uri, r.info.run_id, r.info.artifact_uri)
         value = r.data.params.get(colour) if colour else index + 1
         curves.append(
             plots.Curve(

@@ -23,6 +23,7 @@ from gdfit import (
     config,
     data,
     environment,
+    longlived,
     models,
     multirun,
     registry,
@@ -254,16 +255,17 @@ def record(run, problem: Problem, fitted: Fitted) -> Result:
             target,
             problem.run_name,
             model.describe(params, 4),
+            reuse=True,  # this process's figure: a sweep's jobs draw on the same one
         )
     run.log_figure(fit, "fit.png")
     loss_steps, losses = (a.copy() for a in run.curve.curve())
     with timing.section("figures"):
-        drawn_loss = plots.loss_figure(loss_steps, losses, optimal_loss)
+        drawn_loss = plots.loss_figure(loss_steps, losses, optimal_loss, reuse=True)
     run.log_figure(drawn_loss, "loss.png")
     if fitted.snapshots:
         drawn = [(s, model.predict(p, F)) for s, p in sorted(fitted.snapshots.items())]
         with timing.section("frames"):
-            frames = plots.fit_frames(problem.x, y, target, drawn, problem.run_name)
+            frames = plots.fit_frames(problem.x, y, target, drawn, problem.run_name, reuse=True)
         run.log_images(frames, "fit")
     return Result(
         run.run_id,
@@ -333,7 +335,7 @@ def train(
         snapshot_steps = frame_steps(cfg.train.steps)
     # Imported once the settings are known to be good: MLflow and matplotlib take ~1.3 s to
     # import, which a mistyped setting should not have to wait for.
-    from gdfit import tracking
+    from gdfit import plots, tracking  # noqa: F401 (plots: imported before the freeze below)
 
     git = environment.shared_git_state()
     env = environment.describe(problem.device, list(overrides), git)
@@ -347,6 +349,7 @@ def train(
     }
     run_name = problem.run_name
     with tracking.tracked_run(cfg, run_name, tags) as run:
+        longlived.freeze("first run")  # MLflow, matplotlib, the store: out of the GC's way
         run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
         run.log_dict(env, "environment.json")
         if env["git"]["dirty"]:
@@ -429,6 +432,7 @@ def main() -> None:
         refuse_group_lists([a for a in args if "=" in a and not a.startswith("-")], groups)
         global _hydra_began
         _hydra_began = time.perf_counter()
+        longlived.own_process()
         hydra_main()
 
 
