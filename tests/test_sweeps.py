@@ -394,3 +394,52 @@ def gone(group: int, wait: float = 15) -> bool:
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.2)
+
+
+@pytest.mark.parametrize(
+    ("sweep_wide", "jobs", "derivable"),
+    [
+        ([], [["optimizer.lr=1e-6"], ["optimizer.lr=2e-6"], ["optimizer.lr=3e-06"]], True),
+        (
+            ["tracking.experiment=x", "train.steps=200"],
+            [["train.seed=0", "backend.dtype=float32"], ["train.seed=7", "backend.dtype=float64"]],
+            True,
+        ),
+        ([], [["train.seed=1"], ["train.seed=abc"]], True),  # fails as composing fails
+        ([], [["backend=numpy"], ["backend=tensor"]], False),  # a config group
+        ([], [["+train.extra=1"], ["+train.extra=2"]], False),  # an addition
+        ([], [["model.init=[0,0,0,0]"], ["model.init=[1,1,1,1]"]], False),  # a list value
+    ],
+)
+def test_a_sweep_job_derived_from_the_first_is_the_config_hydra_composes(
+    sweep_wide, jobs, derivable
+):
+    """gdfit's basic sweeper sets the values a job changes on the first job's config instead of
+    composing it again; the result must be Hydra's own composition, hydra node included, and
+    what it cannot derive so it leaves to Hydra."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra._internal.utils import create_config_search_path
+    from hydra.errors import ConfigCompositionException
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from gdfit.paths import conf_dir
+    from hydra_plugins.gdfit_sweeper import derived
+
+    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(conf_dir())))
+    master = loader.load_configuration("config", ["hydra.sweep.dir=/tmp/x"], RunMode.MULTIRUN)
+    batch = [sweep_wide + job for job in jobs]
+    first = loader.load_sweep_config(master, batch[0])
+    for overrides in batch[1:]:
+        try:
+            want = loader.load_sweep_config(master, overrides)
+        except ConfigCompositionException:
+            with pytest.raises(ConfigCompositionException):
+                derived(first, batch[0], overrides, master)
+            continue
+        got = derived(first, batch[0], overrides, master)
+        if not derivable:
+            assert got is None
+            continue
+        got.hydra.runtime.cwd = want.hydra.runtime.cwd  # the process's, the same by construction
+        assert OmegaConf.to_yaml(got) == OmegaConf.to_yaml(want)
