@@ -428,6 +428,7 @@ def test_a_sweep_job_derived_from_the_first_is_the_config_hydra_composes(
 
     loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(conf_dir())))
     master = loader.load_configuration("config", ["hydra.sweep.dir=/tmp/x"], RunMode.MULTIRUN)
+    assert master.hydra.sweeper._target_ == "hydra_plugins.gdfit_sweeper.BasicSweeper"
     batch = [sweep_wide + job for job in jobs]
     first = loader.load_sweep_config(master, batch[0])
     for overrides in batch[1:]:

@@ -152,6 +152,11 @@ def test_a_read_only_artifact_folder_fails_the_run_in_one_line_and_loses_nothing
         assert run.info.status == "FAILED"
         assert run.data.tags["gdfit.unsent"] == str(folder)
 
+        # A run that failed on its own (diverged) keeps its reason through the kept end.
+        diverged = run_command("gdfit-train", *short, "optimizer.lr=1e-4", cwd=tmp_path)
+        assert diverged.returncode == 1 and "diverged" in one_error_line(diverged.stderr)
+        failed = kept_folder(diverged.stderr)
+
         early = run_command("gdfit-send", str(folder), cwd=tmp_path)  # still read-only
         assert early.returncode == 1 and f"{folder} is kept for a retry" in early.stderr
         assert (folder / "files" / "loss.npz").is_file()
@@ -163,6 +168,11 @@ def test_a_read_only_artifact_folder_fails_the_run_in_one_line_and_loses_nothing
         assert assert_whole_short.info.status == "FINISHED"
         assert not {"gdfit.unsent", "gdfit.error"} & set(assert_whole_short.data.tags)
         assert len(full_curve(uri, folder.name)[0]) == 300
+        sent = run_command("gdfit-send", "--tracking-uri", uri, cwd=tmp_path)  # what is left
+        assert sent.returncode == 0 and f"sent run {failed.name}" in sent.stdout, sent.stderr
+        run = MlflowClient(uri).get_run(failed.name)
+        assert run.info.status == "FAILED" and "diverged" in run.data.tags["gdfit.error"]
+        assert "gdfit.unsent" not in run.data.tags
         again = run_command("gdfit-send", "--tracking-uri", uri, cwd=tmp_path)
         assert again.returncode == 0 and "nothing to send" in again.stdout
 
@@ -221,3 +231,20 @@ def test_a_password_in_the_store_address_is_never_written_down(tmp_path, monkeyp
     with pytest.raises(UsageError, match="give the address with --tracking-uri"):
         unsent.send(folder)
     assert folder.exists()
+
+
+def test_gdfit_send_takes_only_this_users_finished_folders(tmp_path, monkeypatch):
+    from gdfit import unsent
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    whole = unsent.keep(uri, "a" * 32, "run", "FINISHED", "why", [], {}, None)
+    building = whole.parent / f".{'b' * 32}.partial-1"  # another process still writing it
+    building.mkdir()
+    (building / unsent.FILE).write_text("{}")
+    assert unsent.found(uri) == [whole]
+    assert unsent.found("sqlite:////elsewhere/mlflow.db") == []  # another store's: not sent
+    private = unsent.places(uri)[-1]
+    assert private.name == f"gdfit-unsent-{os.getuid()}"
+    assert unsent.usable(private) and private.stat().st_mode & 0o077 == 0

@@ -201,6 +201,9 @@ class Client(MlflowClient):
     def log_artifacts(self, run_id, local_dir, artifact_path=None):
         return self._send(super().log_artifacts, run_id, local_dir, artifact_path)
 
+    def delete_tag(self, run_id, key):
+        return self._send(super().delete_tag, run_id, key)
+
     def set_terminated(self, run_id, status=None, end_time=None):
         return self._send(super().set_terminated, run_id, status, end_time)
 
@@ -216,7 +219,7 @@ def server_wait() -> float:
     except ValueError:
         seconds = -1.0
     if not 0 <= seconds < 1e6:
-        raise ConfigError("GDFIT_SERVER_WAIT", "must be a number of seconds from 0 up", text)
+        raise ConfigError("GDFIT_SERVER_WAIT", "must be a number of seconds, 0 to 999999", text)
     return seconds
 
 

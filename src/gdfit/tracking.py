@@ -400,16 +400,19 @@ class TrackedRun:
         """End the run `status` after sending the rest of its curve, loss.npz and every staged
         file. What the store cannot take is kept on disk (gdfit.unsent): the error that says
         where is returned, for the caller to raise or add to the error that ended the run."""
-        with timing.section("curve"):
-            self.curve.write(self.staged)
         metrics, self.curve.pending = self.curve.pending + self.metrics, []
         tags = dict(self.tags)
         try:
             failure = None
             try:
+                with timing.section("curve"):
+                    self.curve.write(self.staged)
+            except OSError as error:  # no room where files are staged: kept, written there
+                failure = TrackingError(f"cannot stage the run's loss.npz: {error.strerror}")
+            try:
                 self.send_files()
             except TrackingError as error:
-                failure = error
+                failure = failure or error
             try:
                 with timing.section("curve"):  # mostly its <= curve_points loss points
                     batch = [RunTag(k, v) for k, v in tags.items()]
@@ -431,9 +434,16 @@ class TrackedRun:
             self._staging.cleanup()
 
     def _keep(self, status, failure, metrics, tags) -> TrackingError:
-        """Keep on disk what `failure` kept from the store; the error that says where."""
+        """Keep on disk what `failure` kept from the store; the error that says where. A store
+        that still answers is told: the run ends FAILED, tagged where its end is, until sent."""
         from gdfit import unsent
 
+        answers = self.client.away_since is None
+        marks = {}
+        if answers:
+            marks["gdfit.unsent"] = ""  # the folder, once it exists
+            if "gdfit.error" not in self.tags:
+                marks["gdfit.error"] = f"the end of the run could not be stored ({failure})"
         try:
             folder = unsent.keep(
                 self.client.uri,
@@ -444,25 +454,28 @@ class TrackedRun:
                 metrics,
                 tags,
                 self.staged,
+                marks=list(marks),
+                curve=self.curve,
             )
         except TrackingError as lost:
-            lost.run_id = self.run_id
-            return lost
-        where = (
-            f"run {self.run_id}'s end is kept in {folder} "
-            f"({unsent.describe(folder, unsent.read(folder))}); send it with "
-            f"`gdfit-send {folder}` once the store can take it"
-        )
-        said = TrackingError(f"{failure}: {where}")
-        said.where = where  # the note for an error that had already ended the run
+            said = TrackingError(f"{failure}; {lost}")  # nothing kept: the run ends FAILED
+            where = None
+        else:
+            where = (
+                f"run {self.run_id}'s end is kept in {folder} "
+                f"({unsent.describe(folder, unsent.read(folder))}); send it with "
+                f"`gdfit-send {folder}` once the store can take it"
+            )
+            said = TrackingError(f"{failure}: {where}")
+            marks["gdfit.unsent"] = str(folder)
+            if "gdfit.error" in marks:
+                marks["gdfit.error"] += f"; kept in {folder}"
+        said.where = where or str(said)  # the note for an error that had already ended the run
         said.run_id = self.run_id  # for a sweep's job: the run exists, do not record another
-        if self.client.away_since is None:  # a store that answers: say so on the run itself
+        if answers:
             try:
-                why = f"the end of the run could not be stored ({failure}); kept in {folder}"
-                marks = [RunTag("gdfit.unsent", str(folder))]
-                if "gdfit.error" not in self.tags:
-                    marks.append(RunTag("gdfit.error", why[:5000]))
-                self.client.log_batch(self.run_id, tags=marks, synchronous=True)
+                marked = [RunTag(k, v[:5000]) for k, v in marks.items() if v]
+                self.client.log_batch(self.run_id, tags=marked, synchronous=True)
                 self.client.set_terminated(self.run_id, "FAILED")
             except Exception:
                 pass  # the store that refused the rest: the next command reaps the run
@@ -514,10 +527,16 @@ def tracked_run(cfg: DictConfig, run_name: str, tags: dict[str, str]) -> Iterato
         error.run_id = run.run_id  # for callers that read the failed run back (gdfit-rerun)
         raise
     finally:
-        with signals_deferred():  # a second Ctrl-C waits until the run is closed
-            kept = run.close(status)
+        kept = None
+        try:
+            with signals_deferred():  # a signal waits until the run is closed, then stops it
+                kept = run.close(status)
+        except KeyboardInterrupt as stop:  # that signal: it still says where the end is
+            if kept is not None:
+                stop.add_note(kept.where)
+            raise
         if kept is not None and ended_by is not None:
-            ended_by.add_note(getattr(kept, "where", str(kept)))  # the first error leads
+            ended_by.add_note(kept.where)  # the error that ended the run comes first
         elif kept is not None:
             raise kept
 

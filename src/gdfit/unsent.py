@@ -32,17 +32,28 @@ from pathlib import Path
 from gdfit.errors import GdfitError, TrackingError, UsageError
 
 FILE = "unsent.json"
-MARKS = ("gdfit.unsent",)  # tags the failed end set on the run; removed once all is sent
 
 
 def places(uri: str) -> list[Path]:
-    """Where a run of store `uri` keeps what it could not send, first choice first."""
+    """Where a run of store `uri` keeps what it could not send, first choice first. The last
+    resort, in the shared temporary folder, is this user's own (see `usable`)."""
     from gdfit.tracking import sqlite_path
 
     state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    found = [Path(state) / "gdfit" / "unsent", Path(tempfile.gettempdir()) / "gdfit-unsent"]
+    found = [
+        Path(state) / "gdfit" / "unsent",
+        Path(tempfile.gettempdir()) / f"gdfit-unsent-{os.getuid()}",
+    ]
     db = sqlite_path(uri)
     return ([db.parent / "unsent"] if db else []) + found
+
+
+def usable(place: Path) -> bool:
+    """Whether `place` (made if missing, private to this user) holds only this user's folders:
+    a folder someone else made, or a link, in a shared temporary folder is never trusted."""
+    place.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = place.lstat()
+    return not place.is_symlink() and info.st_uid == os.getuid()
 
 
 def keep(
@@ -54,9 +65,13 @@ def keep(
     metrics: list,
     tags: dict[str, str],
     files: Path | None,
+    marks: list[str] = (),
+    curve=None,
 ) -> Path:
     """Write what is still to send of run `run_id` into its own folder; return the folder.
-    `metrics`: mlflow Metric objects; `files`: a folder whose files are still to upload.
+    `metrics`: mlflow Metric objects; `files`: a folder whose files are still to upload;
+    `marks`: tags the failed end sets on the run, removed once it is sent; `curve`: the run's
+    CurveLogger, written here as loss.npz when `files` lacks it (it could not be staged).
     TrackingError when no place can hold it."""
     from gdfit.redaction import redact
 
@@ -69,15 +84,21 @@ def keep(
         "why": why,
         "metrics": [[m.key, m.value, m.timestamp, m.step] for m in metrics],
         "tags": tags,
+        "marks": list(marks),
     }
     failures = []
     for place in places(uri):
         building = place / f".{run_id}.partial-{os.getpid()}"
         try:
-            place.mkdir(parents=True, exist_ok=True)
+            if not usable(place):
+                failures.append(f"{place}: not this user's own folder")
+                continue
             shutil.rmtree(building, ignore_errors=True)
             if files is not None and any(files.iterdir()):
                 shutil.copytree(files, building / "files")
+            if curve is not None and not (building / "files" / "loss.npz").exists():
+                (building / "files").mkdir(parents=True, exist_ok=True)
+                curve.write(building / "files")
             building.mkdir(exist_ok=True)
             (building / FILE).write_text(json.dumps(record), encoding="utf-8")
             final = place / run_id
@@ -120,7 +141,7 @@ def send(folder: Path, uri: str | None = None) -> str:
     from gdfit.client import connect, reading
     from gdfit.notes import shown_uri
     from gdfit.redaction import MASK
-    from gdfit.tracking import checked_uri
+    from gdfit.tracking import checked_uri, sqlite_path
 
     try:
         record = read(folder)
@@ -137,6 +158,11 @@ def send(folder: Path, uri: str | None = None) -> str:
         uri = checked_uri(record["store"], f"the store recorded in {folder / FILE}")
     else:
         uri = checked_uri(uri, "--tracking-uri")
+    db = sqlite_path(uri)
+    if db is not None and not db.is_file():  # connecting would create an empty store
+        raise UsageError(
+            f"{folder}: its store {db} is not there (moved?): give its address with --tracking-uri"
+        )
     what = describe(folder, record)
     client = connect(uri)
     with reading(uri, "send to"):
@@ -160,24 +186,36 @@ def send(folder: Path, uri: str | None = None) -> str:
         client.log_batch(run_id, tags=tags[i : i + 100], synchronous=True)
     with reading(uri, "send to"):
         present = client.get_run(run_id).data.tags
-        for mark in (*MARKS, "gdfit.reaped"):  # the reaper ended it KILLED meanwhile
-            if mark in present:
-                client.delete_tag(run_id, mark)
-        if "gdfit.error" in present and "gdfit.error" not in record["tags"]:
-            client.delete_tag(run_id, "gdfit.error")  # set only to say the end was unsent
+    # The marks of the failed end, and the reaper's if a command ended the run KILLED meanwhile.
+    for mark in (*record.get("marks", ()), "gdfit.reaped"):
+        if mark in present and mark not in record["tags"]:
+            client.delete_tag(run_id, mark)
     client.set_terminated(run_id, record["status"], record["end_time"])
     shutil.rmtree(folder)
     return f"sent run {run_id} ({record['run_name']}): {what}"
 
 
-def found(uri: str) -> list[Path]:
-    """Every kept folder in the places a run of store `uri` (or any) would use."""
+def found(uri: str | None) -> list[Path]:
+    """The kept folders in the places runs of store `uri` use, and only that store's; with
+    `uri` None, those of every store, in the places of the default store. Folders still being
+    built (`.<run id>.partial-<pid>`) are not listed."""
+    from gdfit.redaction import redact
     from gdfit.tracking import resolve_uri
 
     folders = []
-    for place in dict.fromkeys([*places(uri), *places(resolve_uri(None))]):
-        folders += sorted(p.parent for p in place.glob(f"*/{FILE}"))
-    return folders
+    for place in dict.fromkeys([*places(uri or resolve_uri(None))]):
+        if place.is_dir() and usable(place):
+            folders += sorted(p.parent for p in place.glob(f"[!.]*/{FILE}"))
+    if uri is None:
+        return folders
+    return [f for f in folders if _recorded_store(f) in (redact(uri), None)]
+
+
+def _recorded_store(folder: Path) -> str | None:
+    try:
+        return read(folder)["store"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # not readable: listed, and send() says what is wrong with it
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -192,15 +230,16 @@ def main(argv: list[str] | None = None) -> None:
             "away, full or read-only): its files with loss.npz, last loss points, final "
             "metrics, tags and status, kept on disk in an unsent/<run id>/ folder. Without "
             "FOLDER, sends every such folder found beside the store and in gdfit's state and "
-            "temporary folders."
+            "temporary folders (this user's only), each to the store it names."
         ),
     )
     parser.add_argument("folders", nargs="*", metavar="FOLDER", help="an unsent/<run id> folder")
     parser.add_argument(
         "--tracking-uri",
         metavar="URI",
-        help="send to this store instead of the one each folder names (needed when its "
-        "address held a password, which gdfit does not write down)",
+        help="without FOLDER: send the folders kept for this store; with FOLDER: send them "
+        "here instead of to the store each names (needed when its address held a password, "
+        "which gdfit does not write down)",
     )
     args = parser.parse_args(argv)
     with reported_errors():
@@ -208,8 +247,9 @@ def main(argv: list[str] | None = None) -> None:
 
         if args.folders:
             folders = [Path(f) for f in args.folders]
-        else:
-            folders = found(resolve_uri(args.tracking_uri, "--tracking-uri"))
+        else:  # --tracking-uri alone: that store's folders, sent there
+            uri = args.tracking_uri and resolve_uri(args.tracking_uri, "--tracking-uri")
+            folders = found(uri)
             if not folders:
                 print("gdfit-send: nothing to send")
                 return

@@ -17,6 +17,10 @@ its own `hydra.overrides.task` and `hydra.job.override_dirname`. `derived` build
 It lives under `hydra_plugins` because Hydra instantiates sweepers from there only, and takes
 the place of Hydra's `hydra/sweeper/basic` option (the same settings: max_batch_size, params):
 Hydra's plugin scan runs this module after its own core plugins, so this registration stands.
+Under its own name it would have to be selected by an `override` in gdfit's primary config,
+and Hydra lets that override win over a preset's own (`hparams_search=lr_optuna` would then
+merge Optuna's settings into this sweeper's). The price: other Hydra apps installed in the
+same environment get this sweeper for their `basic` too (their configs come out the same).
 """
 
 import copy
