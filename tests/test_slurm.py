@@ -44,19 +44,25 @@ def slurm(tmp_path_factory):
         subprocess.run([script, "stop", str(folder)], timeout=120)
 
 
-def slurm_job_states(env, sweep_dir: Path) -> list[str]:
-    """Slurm's own record (scontrol) of each array task submitit submitted for the sweep."""
-    states = []
-    for task in sorted(p.name for p in (sweep_dir / ".submitit").glob("*_*")):
-        out = subprocess.run(
-            ["scontrol", "show", "job", task],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            env={**env, "PATH": "/usr/bin:/bin"},
-        )
-        states += re.findall(r"JobState=(\w+)", out.stdout)
-    return states
+def slurm_job_states(env, sweep_dir: Path, settle: float = 30) -> list[str]:
+    """Slurm's own record (scontrol) of each array task submitit submitted for the sweep, once
+    no task is still RUNNING or COMPLETING (up to `settle` seconds): submitit reads a job's
+    result as soon as the job writes it, a moment before its process has exited."""
+    deadline = time.monotonic() + settle
+    while True:
+        states = []
+        for task in sorted(p.name for p in (sweep_dir / ".submitit").glob("*_*")):
+            out = subprocess.run(
+                ["scontrol", "show", "job", task],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                env={**env, "PATH": "/usr/bin:/bin"},
+            )
+            states += re.findall(r"JobState=(\w+)", out.stdout)
+        if not {"RUNNING", "COMPLETING"} & set(states) or time.monotonic() > deadline:
+            return states
+        time.sleep(0.5)
 
 
 def test_slurm_sweep_is_one_parent_with_a_finished_child_per_backend(slurm, tmp_path):
