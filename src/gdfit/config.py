@@ -77,7 +77,7 @@ class TrackingConfig:
     uri: str | None = None  # MLflow tracking URI; null: $MLFLOW_TRACKING_URI, else mlruns/
     experiment: str = "gdfit"  # MLflow experiment name
     run_name: str | None = None  # null: <backend>-<optimizer>-lr<lr>-seed<seed>
-    curve_points: int = 1000  # most `loss` metric points (>= 2), evenly spaced; loss.npz: all
+    curve_points: int = 500  # most `loss` metric points (>= 2), evenly spaced; loss.npz: all
 
 
 @dataclass
