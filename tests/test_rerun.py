@@ -230,8 +230,9 @@ def test_rerun_of_a_sweep_parent_reruns_each_job(tmp_path):
     ],
 )
 def test_a_tampered_config_is_refused_in_one_line(text, says, client, store_uri, tmp_path):
+    store = Path(store_uri.removeprefix("sqlite:///")).parent  # artifacts beside it, not in ./
     experiment = client.get_experiment_by_name("tampered") or client.get_experiment(
-        client.create_experiment("tampered")
+        client.create_experiment("tampered", artifact_location=(store / "tampered").as_uri())
     )
     run = client.create_run(experiment.experiment_id).info.run_id
     client.log_text(run, text, "config.yaml")
