@@ -102,6 +102,27 @@ def wait_for_curve(uri: str, timeout: float = 60) -> str:
     raise AssertionError(f"no loss curve arrived at {uri} within {timeout} s")
 
 
+# Tensor methods that copy to the host and wait for the device.
+SYNCING = ("cpu", "item", "tolist", "numpy", "__float__", "__bool__", "__int__")
+
+
+@pytest.fixture
+def host_syncs(monkeypatch) -> list[str]:
+    """The names of the syncing Tensor methods called while the test runs, in call order."""
+    import torch
+
+    calls = []
+    for method in SYNCING:
+        original = getattr(torch.Tensor, method)
+
+        def counting(self, *args, _original=original, _method=method, **kwargs):
+            calls.append(_method)
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, method, counting)
+    return calls
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -289,24 +289,30 @@ def wait_for(check, seconds: float, what: str):
     raise AssertionError(f"{what} did not happen within {seconds} s")
 
 
+def train_in_background(*overrides: str, env: dict, cwd) -> subprocess.Popen:
+    """gdfit-train with `overrides` and `env` added to this environment, output captured."""
+    return subprocess.Popen(
+        [str(BIN / "gdfit-train"), *overrides],
+        cwd=cwd,
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def test_mlflow_server_restarted_mid_run_loses_no_point(stack, user_env, as_user, tmp_path):
     """The run rides the outage out: training goes on, points are kept and sent once the server
     is back (client.RETRY_SECONDS)."""
     steps = 600_000  # ~5 s of fitting or more: the server goes away while it runs
-    proc = subprocess.Popen(
-        [
-            str(BIN / "gdfit-train"),
-            "tracking=server",
-            "tracking.experiment=restart",
-            f"train.steps={steps}",
-            "train.log_every=500000",
-            "tracking.curve_points=2000",
-        ],
+    proc = train_in_background(
+        "tracking=server",
+        "tracking.experiment=restart",
+        f"train.steps={steps}",
+        "train.log_every=500000",
+        "tracking.curve_points=2000",
+        env=user_env,
         cwd=tmp_path,
-        env={**os.environ, **user_env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
     )
     try:
 
@@ -336,22 +342,16 @@ def test_mlflow_server_restarted_mid_run_loses_no_point(stack, user_env, as_user
 
 
 def test_postgres_restarted_mid_sweep_leaves_no_run_running(stack, user_env, as_user, tmp_path):
-    proc = subprocess.Popen(
-        [
-            str(BIN / "gdfit-train"),
-            "-m",
-            "tracking=server",
-            "tracking.experiment=pg-restart",
-            "train.seed=0,1",
-            "train.steps=100000",
-            "train.log_every=100000",
-            "tracking.curve_points=1000",  # one batch of points: the test is about the restart
-        ],
+    proc = train_in_background(
+        "-m",
+        "tracking=server",
+        "tracking.experiment=pg-restart",
+        "train.seed=0,1",
+        "train.steps=100000",
+        "train.log_every=100000",
+        "tracking.curve_points=1000",  # one batch of points: the test is about the restart
+        env=user_env,
         cwd=tmp_path,
-        env={**os.environ, **user_env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
     )
     try:
 

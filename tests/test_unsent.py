@@ -164,9 +164,9 @@ def test_a_read_only_artifact_folder_fails_the_run_in_one_line_and_loses_nothing
         subprocess.run(["mount", "-o", "remount,rw", str(artifacts)], check=True)
         sent = run_command("gdfit-send", str(folder), cwd=tmp_path)
         assert sent.returncode == 0, sent.stderr
-        assert_whole_short = MlflowClient(uri).get_run(folder.name)
-        assert assert_whole_short.info.status == "FINISHED"
-        assert not {"gdfit.unsent", "gdfit.error"} & set(assert_whole_short.data.tags)
+        whole = MlflowClient(uri).get_run(folder.name)
+        assert whole.info.status == "FINISHED"
+        assert not {"gdfit.unsent", "gdfit.error"} & set(whole.data.tags)
         assert len(full_curve(uri, folder.name)[0]) == 300
         sent = run_command("gdfit-send", "--tracking-uri", uri, cwd=tmp_path)  # what is left
         assert sent.returncode == 0 and f"sent run {failed.name}" in sent.stdout, sent.stderr

@@ -482,6 +482,9 @@ class TrackedRun:
         return said
 
 
+_reaped: set[tuple[Client, str]] = set()  # (store's client, experiment) tracked_run has reaped
+
+
 @contextmanager
 def tracked_run(cfg: DictConfig, run_name: str, tags: dict[str, str]) -> Iterator[TrackedRun]:
     """Start a run in `tracking.experiment` with the config's params and `tags`; always end it.
@@ -539,9 +542,6 @@ def tracked_run(cfg: DictConfig, run_name: str, tags: dict[str, str]) -> Iterato
             ended_by.add_note(kept.where)  # the error that ended the run comes first
         elif kept is not None:
             raise kept
-
-
-_reaped: set[tuple[Client, str]] = set()  # (store's client, experiment) tracked_run has reaped
 
 
 def reap_lost(client, experiment_id: str) -> list:

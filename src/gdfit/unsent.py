@@ -203,7 +203,7 @@ def found(uri: str | None) -> list[Path]:
     from gdfit.tracking import resolve_uri
 
     folders = []
-    for place in dict.fromkeys([*places(uri or resolve_uri(None))]):
+    for place in places(uri or resolve_uri(None)):
         if place.is_dir() and usable(place):
             folders += sorted(p.parent for p in place.glob(f"[!.]*/{FILE}"))
     if uri is None:
