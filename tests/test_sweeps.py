@@ -379,6 +379,7 @@ def test_stopping_a_joblib_sweep_leaves_nothing_running(group, signum, code, tmp
     assert compared.returncode == 0, compared.stderr
     client, parent, children = sweep_runs(uri)
     assert parent.info.status == "KILLED"
+    assert "summary.csv" in {a.path for a in client.list_artifacts(parent.info.run_id)}, stderr
     assert len(summary_rows(client, parent, tmp_path)) == 2
     assert sorted(c.info.status for c in children) == ["KILLED", "KILLED"]
 

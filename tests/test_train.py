@@ -3,6 +3,7 @@
 import json
 import math
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,6 +129,27 @@ def test_metric_is_thinned_to_curve_points_and_loss_npz_holds_every_step(make_cf
         assert saved["losses"].tolist() == losses  # bit for bit
     assert list(result.loss_steps) == steps and list(result.losses) == losses
     assert tracking.loss_curve(client.tracking_uri, result.run_id) == (steps, losses)
+
+
+def test_a_loss_npz_cut_short_is_read_from_the_loss_metric(make_cfg, client, capsys):
+    """A sweep job's worker killed while it sent loss.npz (joblib kills its workers when the
+    sweep is stopped) leaves the file cut short: readers fall back to the `loss` metric, say so,
+    and the sweep's comparison is still drawn."""
+    from gdfit import summary
+
+    shape = ("train.steps=300", "tracking.curve_points=50")
+    results = [train(make_cfg(*shape, f"train.seed={seed}")) for seed in (0, 1)]
+    uri, damaged = client.tracking_uri, results[0].run_id
+    path = Path(client.get_run(damaged).info.artifact_uri.removeprefix("file://")) / "loss.npz"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+    charted = client.get_metric_history(damaged, "loss")
+    steps, losses = tracking.loss_curve(uri, damaged)
+    assert (steps, losses) == ([m.step for m in charted], [m.value for m in charted])
+    assert f"run {damaged}'s loss.npz cannot be read" in capsys.readouterr().err
+    runs = [client.get_run(r.run_id) for r in results]
+    drawn = {len(line.get_xdata()) for line in summary.comparison(uri, runs).axes[0].get_lines()}
+    assert {50, 300} <= drawn  # the damaged run's 50 charted points, the other's every step
 
 
 def test_thinned_steps_are_even_and_keep_both_ends():

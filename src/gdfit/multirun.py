@@ -41,6 +41,7 @@ from gdfit import __version__, longlived, timing
 from gdfit.environment import git_state, git_tags, share_git_state
 from gdfit.errors import ConfigError, GdfitError, TrackingError
 from gdfit.paths import default_store_dir
+from gdfit.redaction import redact
 
 PARENT_ENV = "GDFIT_SWEEP_PARENT"  # in a job: the id of its sweep's parent run
 NAME_ENV = "GDFIT_SWEEP_NAME"  # and the parent's name, which groups the jobs in the UI
@@ -322,9 +323,14 @@ class MlflowSweep(Callback):
         )[:20000]
         texts = {"summary.csv": summary.to_csv(header, table), "sweep.yaml": self.sweep_yaml}
         figure = None
-        if jobs:
-            tracking.log_figures(self.uri, self.parent, summary.versus_figures(jobs))
-            figure = summary.comparison(self.uri, jobs)
+        try:  # the summary and the parent's end do not hang on a figure
+            if jobs:
+                tracking.log_figures(self.uri, self.parent, summary.versus_figures(jobs))
+                figure = summary.comparison(self.uri, jobs)
+        except TrackingError:
+            raise  # the store, not a figure: the parent's end would fail the same way
+        except Exception as error:
+            print(f"gdfit: warning: the sweep's figures were not drawn: {error}", file=sys.stderr)
         tracking.finish_parent(self.uri, self.parent, metrics, tags, texts, figure, status)
         for line in self._closing_lines(status, jobs, failed, best):
             print(f"gdfit: {line}", flush=True)
@@ -360,12 +366,15 @@ class MlflowSweep(Callback):
             return
         try:
             self.finish("KILLED")
-        except BaseException:  # a second Ctrl-C, a store gone: at least do not leave it RUNNING
+        except BaseException as error:  # a store gone, a second signal: do not leave it RUNNING
+            why = str(error) or type(error).__name__
+            why = f"the sweep's summary was not written: {redact(why)}"
+            print(f"gdfit: error: {why}", file=sys.stderr)
             try:
                 tracking.end_if_running(self.uri, self.parent, "KILLED")
             except Exception as error:
                 print(
                     f"gdfit: error: parent run {self.parent} could not be ended ({error}); the "
                     "next gdfit command on this machine that reads the store ends it KILLED",
-                    flush=True,
+                    file=sys.stderr,
                 )

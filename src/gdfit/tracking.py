@@ -15,6 +15,7 @@ import re
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -703,7 +704,10 @@ def metric_curve(uri: str, run_id: str) -> tuple[list[int], list[float]]:
 def full_curve(
     uri: str, run_id: str, artifact_uri: str | None = None
 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """(steps, losses) from the run's loss.npz; None when it has none (an older run).
+    """(steps, losses) from the run's loss.npz; None when it has none (an older run) or one
+    that cannot be read: a sweep job's worker killed while it sent the file (joblib kills its
+    workers when the sweep is stopped) leaves it cut short. The caller then reads the `loss`
+    metric, which the run logged as it went.
 
     Read through the run's artifact repository one file at a time: MlflowClient's download
     goes through a thread pool, which Python refuses once it is exiting, and a sweep cut off
@@ -718,8 +722,16 @@ def full_curve(
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / CURVE_FILE
             repo._download_file(CURVE_FILE, str(path))
-            with np.load(path) as saved:
-                return saved["steps"], saved["losses"]
+            try:
+                with np.load(path) as saved:
+                    return saved["steps"], saved["losses"]
+            except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
+                print(
+                    f"gdfit: warning: run {run_id}'s {CURVE_FILE} cannot be read ({error}; "
+                    "its process was likely stopped while sending it): using its loss metric",
+                    file=sys.stderr,
+                )
+                return None
 
 
 def run_tags(uri: str, run_id: str) -> dict[str, str]:
