@@ -228,6 +228,28 @@ def test_a_sweep_is_the_parent_and_children_of_minus_m(swept):
     assert names == {a.path for a in MlflowClient(cli_uri).list_artifacts(cli_parent.info.run_id)}
 
 
+def test_a_figure_that_cannot_be_drawn_costs_the_sweep_that_figure_alone(
+    where, client, monkeypatch, capsys
+):
+    """matplotlib failing on the comparison (here made to fail): the parent still ends FINISHED
+    with summary.csv, its other figure and the best run, and one line says what is missing."""
+    from gdfit import summary
+
+    def cannot_draw(uri, runs):
+        raise ValueError("cannot draw this\nmore detail")
+
+    monkeypatch.setattr(summary, "comparison", cannot_draw)
+    result = gdfit.sweep(lr=[1e-6, 2e-6], steps=50, progress="none", **where)
+    parent = client.get_run(result.parent_id)
+    assert parent.info.status == "FINISHED" and "gdfit.best_run_id" in parent.data.tags
+    names = {a.path for a in client.list_artifacts(result.parent_id)}
+    assert {"summary.csv", "sweep.yaml", "final_loss_vs_optimizer.lr.png"} <= names
+    assert "comparison.png" not in names
+    err = capsys.readouterr().err
+    assert "warning: the sweep's comparison.png was not drawn: ValueError: cannot draw" in err
+    assert "more detail" not in err
+
+
 def test_a_sweep_returns_the_table_mlflow_search_runs_gives(swept):
     result, api_uri, _ = swept
     client, parent, _ = sweep_runs(api_uri)

@@ -28,6 +28,7 @@ import atexit
 import math
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -144,6 +145,31 @@ def _stop(error: GdfitError) -> NoReturn:
     cannot start, or whose jobs failed, ends with gdfit's one line and exit code instead."""
     print(f"gdfit: error: {error}", file=sys.stderr, flush=True)
     raise SystemExit(error.exit_code)
+
+
+def _draw_figures(uri: str, jobs: list, folder: Path) -> None:
+    """A sweep's figures as PNGs in `folder`: final_loss_vs_<key>.png and comparison.png. A
+    figure that cannot be drawn is said and left out: the summary does not hang on it. What
+    the store cannot give (the jobs' curves) still fails the caller."""
+    from gdfit import summary, tracking
+
+    drawers = {
+        "final_loss_vs_<key>.png": lambda: summary.versus_figures(jobs),
+        "comparison.png": lambda: {"comparison.png": summary.comparison(uri, jobs)},
+    }
+    for what, draw in drawers.items():
+        try:
+            for name, figure in draw().items():
+                figure.savefig(folder / name, format="png", **tracking.PNG_SETTINGS)
+        except TrackingError:
+            raise
+        except Exception as error:
+            why = redact(str(error).strip().splitlines()[0] if str(error).strip() else "")
+            print(
+                f"gdfit: warning: the sweep's {what} was not drawn: {type(error).__name__}"
+                + (f": {why}" if why else ""),
+                file=sys.stderr,
+            )
 
 
 def _hydra_quoted(value: str) -> str:
@@ -287,9 +313,15 @@ class MlflowSweep(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         if self.parent is None:
             return
+        from gdfit import tracking
         try:
             jobs, failed = self.finish("FINISHED")
         except Exception as error:
+            atexit.unregister(self._cut_off)  # said here, once; not tried again at exit
+            try:
+                tracking.end_if_running(self.uri, self.parent, "FAILED")
+            except Exception:
+                pass  # the next command on this machine that reads the store ends it (reap_lost)
             _stop(TrackingError(f"the jobs ended but the sweep's summary was not written: {error}"))
         if failed or not jobs:
             _stop(
@@ -322,16 +354,12 @@ class MlflowSweep(Callback):
             best_id=best.info.run_id if best else None,
         )[:20000]
         texts = {"summary.csv": summary.to_csv(header, table), "sweep.yaml": self.sweep_yaml}
-        figure = None
-        try:  # the summary and the parent's end do not hang on a figure
+        with tempfile.TemporaryDirectory(prefix="gdfit-sweep-") as folder:
             if jobs:
-                tracking.log_figures(self.uri, self.parent, summary.versus_figures(jobs))
-                figure = summary.comparison(self.uri, jobs)
-        except TrackingError:
-            raise  # the store, not a figure: the parent's end would fail the same way
-        except Exception as error:
-            print(f"gdfit: warning: the sweep's figures were not drawn: {error}", file=sys.stderr)
-        tracking.finish_parent(self.uri, self.parent, metrics, tags, texts, figure, status)
+                _draw_figures(self.uri, jobs, Path(folder))
+            tracking.finish_parent(
+                self.uri, self.parent, metrics, tags, texts, Path(folder), status
+            )
         for line in self._closing_lines(status, jobs, failed, best):
             print(f"gdfit: {line}", flush=True)
         atexit.unregister(self._cut_off)  # the parent has ended
@@ -372,9 +400,9 @@ class MlflowSweep(Callback):
             print(f"gdfit: error: {why}", file=sys.stderr)
             try:
                 tracking.end_if_running(self.uri, self.parent, "KILLED")
-            except Exception as error:
+            except Exception as ended:
                 print(
-                    f"gdfit: error: parent run {self.parent} could not be ended ({error}); the "
+                    f"gdfit: error: parent run {self.parent} could not be ended ({ended}); the "
                     "next gdfit command on this machine that reads the store ends it KILLED",
                     file=sys.stderr,
                 )

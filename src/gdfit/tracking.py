@@ -623,9 +623,12 @@ def finish_parent(
     metrics: dict[str, float],
     tags: dict[str, str],
     texts: dict[str, str],
-    figure,
+    figures: Path | None,
     status: str = "FINISHED",
 ) -> None:
+    """End a sweep's parent `status` with its metrics, tags, text files and the PNGs already
+    drawn into the folder `figures` (the caller draws them, so that a figure cannot stop the
+    rest from being written)."""
     client = connect(uri)
     now = int(time.time() * 1000)
     client.log_batch(
@@ -636,16 +639,9 @@ def finish_parent(
     )
     for name, text in texts.items():
         client.log_text(run_id, text, name)
-    if figure is not None:
-        client.log_figure(run_id, figure, "comparison.png", save_kwargs=PNG_SETTINGS)
+    if figures is not None and any(figures.iterdir()):
+        client.log_artifacts(run_id, str(figures))
     client.set_terminated(run_id, status)
-
-
-def log_figures(uri: str, run_id: str, figures: dict) -> None:
-    """Each figure as the PNG artifact its name gives."""
-    client = connect(uri)
-    for name, figure in figures.items():
-        client.log_figure(run_id, figure, name, save_kwargs=PNG_SETTINGS)
 
 
 def end_if_running(uri: str, run_id: str, status: str) -> None:
@@ -725,10 +721,11 @@ def full_curve(
             try:
                 with np.load(path) as saved:
                     return saved["steps"], saved["losses"]
-            except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as error:
+            except (ValueError, EOFError, zipfile.BadZipFile) as error:  # empty, 1-3 bytes, more
                 print(
-                    f"gdfit: warning: run {run_id}'s {CURVE_FILE} cannot be read ({error}; "
-                    "its process was likely stopped while sending it): using its loss metric",
+                    f"gdfit: warning: run {run_id}'s {CURVE_FILE} is cut short or damaged "
+                    f"({type(error).__name__}; its process was likely stopped while sending "
+                    "it): using its loss metric",
                     file=sys.stderr,
                 )
                 return None
