@@ -314,6 +314,7 @@ class MlflowSweep(Callback):
         if self.parent is None:
             return
         from gdfit import tracking
+
         try:
             jobs, failed = self.finish("FINISHED")
         except Exception as error:
