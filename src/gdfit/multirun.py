@@ -164,12 +164,9 @@ def _draw_figures(uri: str, jobs: list, folder: Path) -> None:
         except TrackingError:
             raise
         except Exception as error:
-            why = redact(str(error).strip().splitlines()[0] if str(error).strip() else "")
-            print(
-                f"gdfit: warning: the sweep's {what} was not drawn: {type(error).__name__}"
-                + (f": {why}" if why else ""),
-                file=sys.stderr,
-            )
+            said = ": ".join([type(error).__name__, *str(error).strip().splitlines()[:1]])
+            said = f"the sweep's {what} was not drawn: {redact(said)}"
+            print(f"gdfit: warning: {said}", file=sys.stderr)
 
 
 def _hydra_quoted(value: str) -> str:

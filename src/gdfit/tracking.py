@@ -623,7 +623,7 @@ def finish_parent(
     metrics: dict[str, float],
     tags: dict[str, str],
     texts: dict[str, str],
-    figures: Path | None,
+    figures: Path,
     status: str = "FINISHED",
 ) -> None:
     """End a sweep's parent `status` with its metrics, tags, text files and the PNGs already
@@ -639,7 +639,7 @@ def finish_parent(
     )
     for name, text in texts.items():
         client.log_text(run_id, text, name)
-    if figures is not None and any(figures.iterdir()):
+    if any(figures.iterdir()):
         client.log_artifacts(run_id, str(figures))
     client.set_terminated(run_id, status)
 
