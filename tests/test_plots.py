@@ -299,3 +299,58 @@ def test_fit_frames_show_each_snapshot(store):
     assert all((a != b).any() for a, b in zip(images, images[1:], strict=False))
     imsave(folder / "frames.png", np.concatenate(images, axis=0))
     keep(folder / "frames.png")
+
+
+def test_a_runs_figures_drawn_over_kept_views_are_the_pixels_of_a_full_draw(tmp_path):
+    """A sweep's jobs redraw fit.png and loss.png over the axes kept from an earlier job with
+    the same view, and the frames over the data kept from the last job: every image must be
+    what a new figure draws. The runs below repeat views, change them and come back."""
+    x, steps = np.linspace(-np.pi, np.pi, 2000), np.arange(3000)
+    runs = [  # the data's amplitude, the fitted curve's, the first loss, the optimum
+        (1.0, 0.9, 3e4, 8.8),
+        (1.0, 0.95, 2e4, 8.8),  # the same views as the first
+        (1.0, 1.3, 5e3, 8.8),  # the fit leaves the data's range; three decades instead of five
+        (1.0, 0.9, 3e4, 8.8),  # back to the first views
+        (1.0, 0.5, 12.0, 8.8),  # less than a decade: autoscaled, every minor tick
+        (1.0, 0.9, 3e4, 1e-20),  # an optimum of almost zero
+        (0.5, 0.4, 3e4, 8.8),  # other data, the same target
+    ]
+    for k, (scale, amplitude, first, optimum) in enumerate(runs):
+        y = scale * np.sin(x)
+        fitted = amplitude * np.sin(x) + 0.01 * x**3
+        losses = np.exp(-steps / 400) * first + optimum
+        snapshots = [(s, fitted * s / 2000) for s in (0, 1000, 2000)]
+        name = f"numpy-sgd-lr1e-06-seed{k}"
+        for draw, args in (
+            (plots.fit_figure, (x, y, fitted, "sin", name, "y = b x")),
+            (plots.loss_figure, (steps, losses, optimum)),
+        ):
+            kept, new = draw(*args, reuse=True), draw(*args)
+            plots.save_png(kept, tmp_path / "kept.png")
+            plots.save_png(new, tmp_path / "new.png")
+            assert np.array_equal(read_png(tmp_path / "kept.png"), read_png(tmp_path / "new.png"))
+        kept = plots.fit_frames(x, y, "sin", snapshots, name, reuse=True)
+        new = plots.fit_frames(x, y, "sin", snapshots, name)
+        assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(kept, new, strict=True))
+    ylim = plots.loss_figure(steps, np.exp(-steps / 400) * 3e4 + 8.8, 8.8).axes[0].get_ylim()
+    assert ylim == (1.0, 1e5)  # whole decades, which the jobs of a sweep share
+
+
+def read_png(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGBA"))
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_png_holds_the_pixels_it_was_given(tmp_path, channels):
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(37, 53, channels), dtype=np.uint8)
+    (tmp_path / "image.png").write_bytes(plots.png(pixels, dpi=80))
+    from PIL import Image
+
+    with Image.open(tmp_path / "image.png") as image:
+        assert image.mode == ("RGB" if channels == 3 else "RGBA")
+        assert np.array_equal(np.asarray(image), pixels)
+        assert [round(d) for d in image.info["dpi"]] == [80, 80]

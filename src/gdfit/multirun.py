@@ -151,7 +151,7 @@ def _draw_figures(uri: str, jobs: list, folder: Path) -> None:
     """A sweep's figures as PNGs in `folder`: final_loss_vs_<key>.png and comparison.png. A
     figure that cannot be drawn is said and left out: the summary does not hang on it. What
     the store cannot give (the jobs' curves) still fails the caller."""
-    from gdfit import summary, tracking
+    from gdfit import plots, summary
 
     drawers = {
         "final_loss_vs_<key>.png": lambda: summary.versus_figures(jobs),
@@ -160,7 +160,7 @@ def _draw_figures(uri: str, jobs: list, folder: Path) -> None:
     for what, draw in drawers.items():
         try:
             for name, figure in draw().items():
-                figure.savefig(folder / name, format="png", **tracking.PNG_SETTINGS)
+                plots.save_png(figure, folder / name)
         except TrackingError:
             raise
         except Exception as error:
