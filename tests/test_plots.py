@@ -20,7 +20,7 @@ from matplotlib.image import imsave
 from matplotlib.legend import Legend
 from mlflow.tracking import MlflowClient
 
-from gdfit import data, plots, summary, tracking
+from gdfit import data, plots, png, summary, tracking
 from gdfit.errors import GdfitError
 from gdfit.paths import conf_dir
 from gdfit.train import train
@@ -347,7 +347,7 @@ def read_png(path: Path) -> np.ndarray:
 def test_png_holds_the_pixels_it_was_given(tmp_path, channels):
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, size=(37, 53, channels), dtype=np.uint8)
-    (tmp_path / "image.png").write_bytes(plots.png(pixels, dpi=80))
+    (tmp_path / "image.png").write_bytes(png.encode(pixels, dpi=80))
     from PIL import Image
 
     with Image.open(tmp_path / "image.png") as image:

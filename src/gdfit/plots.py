@@ -6,10 +6,8 @@ drawn for every run; the comparison figures of a sweep use the constrained layou
 """
 
 import math
-import struct
 import textwrap
 import weakref
-import zlib
 from dataclasses import dataclass, field
 from functools import cache
 
@@ -20,6 +18,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import LogFormatter, LogLocator
 from matplotlib.transforms import blended_transform_factory
+
+from gdfit import png
 
 MARGINS = {"left": 0.13, "right": 0.97, "bottom": 0.12, "top": 0.91}
 MAX_PLOTTED = 2000  # points drawn per line; larger data are subsampled evenly for the figure
@@ -62,7 +62,7 @@ class _Layered:
     `moving`, what changes from run to run (lines, titles, legend), is drawn over a copy of it
     in the order matplotlib draws them (by zorder: lines, spines, titles, legend, suptitle),
     so the pixels are a full draw's (tests/test_plots.py). A sweep's jobs mostly share a view:
-    their figures cost the cheap layer and the PNG (see save_png). The last KEPT views are kept
+    their figures cost the cheap layer and the PNG (see gdfit.png). The last KEPT views are kept
     (~1 MB each)."""
 
     KEPT = 4
@@ -285,44 +285,44 @@ def fit_frames(
     return _kept(_Frames, reuse).draw(x, y, target, snapshots, run_name)
 
 
-def png(pixels: np.ndarray, dpi: float = 100.0) -> bytes:
-    """An RGB or RGBA image, (h, w, 3 or 4) uint8, as PNG bytes: rows unfiltered, zlib's
-    fastest level. For gdfit's flat figures this is ~2.5x quicker than PIL's adaptive filters
-    (which cost ~4 ms a figure even uncompressed) and the files are smaller."""
-    h, w, channels = pixels.shape
-    if channels == 4 and pixels[..., 3].min() == 255:
-        pixels, channels = pixels[..., :3], 3  # opaque: RGB, a quarter less to compress
-    rows = np.empty((h, 1 + w * channels), np.uint8)  # each row: filter type 0, its pixels
-    rows[:, 0] = 0
-    rows[:, 1:].reshape(h, w, channels)[...] = pixels
-    per_metre = round(dpi / 0.0254)
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    return b"".join(
-        [
-            b"\x89PNG\r\n\x1a\n",
-            chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2 if channels == 3 else 6, 0, 0, 0)),
-            chunk(b"pHYs", struct.pack(">IIB", per_metre, per_metre, 1)),
-            chunk(b"IDAT", zlib.compress(rows, 1)),
-            chunk(b"IEND", b""),
-        ]
-    )
+def run_figures(
+    x: np.ndarray,
+    y: np.ndarray,
+    fitted: np.ndarray,
+    target: str,
+    run_name: str,
+    formula: str,
+    steps: np.ndarray,
+    losses: np.ndarray,
+    optimal_loss: float | None,
+    snapshots: list[tuple[int, np.ndarray]],
+) -> dict:
+    """What a run logs as figures, drawn on this process's kept figures: fit.png and loss.png
+    as PNG bytes, and the fit frames as (step, RGB pixels) under "frames" (gdfit.drawer
+    calls this in a process of its own)."""
+    fit = fit_figure(x, y, fitted, target, run_name, formula, reuse=True)
+    loss = loss_figure(steps, losses, optimal_loss, reuse=True)
+    return {
+        "fit.png": png_of(fit),
+        "loss.png": png_of(loss),
+        "frames": fit_frames(x, y, target, snapshots, run_name, reuse=True) if snapshots else [],
+    }
 
 
-def save_png(figure: Figure, path) -> None:
-    """`figure` as a PNG file (see png). A run's figure is written as its last render left it;
+def png_of(figure: Figure) -> bytes:
+    """`figure` as PNG bytes (see gdfit.png). A run's figure is taken as its last render left it;
     any other, or one changed since, is drawn first, as savefig would draw it."""
     canvas = figure.canvas
     if not isinstance(canvas, FigureCanvasAgg):
         canvas = FigureCanvasAgg(figure)
     if figure not in _layered or figure.stale:
         canvas.draw()
+    return png.encode(np.asarray(canvas.buffer_rgba()), figure.dpi)
+
+
+def save_png(figure: Figure, path) -> None:
     with open(path, "wb") as out:
-        out.write(png(np.asarray(canvas.buffer_rgba()), figure.dpi))
+        out.write(png_of(figure))
 
 
 # ---- many runs: their loss curves on one plot, and results against a swept setting ----

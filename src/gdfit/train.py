@@ -22,6 +22,7 @@ from gdfit import (
     backends,
     config,
     data,
+    drawer,
     environment,
     longlived,
     models,
@@ -225,8 +226,6 @@ def frame_steps(steps: int) -> list[int]:
 
 def record(run, problem: Problem, fitted: Fitted) -> Result:
     """Log what the fit came to: metrics, coefficients, figures; return it as a Result."""
-    from gdfit import plots
-
     model, F, y, params = problem.model, problem.F, problem.y, fitted.params
     final_loss = float(model.loss(params, F, y))
     optimum = shared_optimum(problem)
@@ -246,27 +245,24 @@ def record(run, problem: Problem, fitted: Fitted) -> Result:
     metrics["steps_per_second"] = problem.cfg.train.steps / fitted.seconds
     run.log_metrics(metrics)
     run.log_dict(coefficients, "coefficients.json")
-    target = problem.cfg.data.target
-    with timing.section("figures"):
-        fit = plots.fit_figure(
-            problem.x,
-            y,
-            model.predict(params, F),
-            target,
-            problem.run_name,
-            model.describe(params, 4),
-            reuse=True,  # this process's figure: a sweep's jobs draw on the same one
-        )
-    run.log_figure(fit, "fit.png")
     loss_steps, losses = (a.copy() for a in run.curve.curve())
     with timing.section("figures"):
-        drawn_loss = plots.loss_figure(loss_steps, losses, optimal_loss, reuse=True)
-    run.log_figure(drawn_loss, "loss.png")
-    if fitted.snapshots:
-        drawn = [(s, model.predict(p, F)) for s, p in sorted(fitted.snapshots.items())]
-        with timing.section("frames"):
-            frames = plots.fit_frames(problem.x, y, target, drawn, problem.run_name, reuse=True)
-        run.log_images(frames, "fit")
+        figures = drawer.figures(
+            x=problem.x,
+            y=y,
+            fitted=model.predict(params, F),
+            target=problem.cfg.data.target,
+            run_name=problem.run_name,
+            formula=model.describe(params, 4),
+            steps=loss_steps,
+            losses=losses,
+            optimal_loss=optimal_loss,
+            snapshots=[(s, model.predict(p, F)) for s, p in sorted(fitted.snapshots.items())],
+        )
+    for name in ("fit.png", "loss.png"):
+        run.log_png(figures[name], name)
+    if figures["frames"]:
+        run.log_images(figures["frames"], "fit")
     return Result(
         run.run_id,
         params,
@@ -333,9 +329,21 @@ def train(
     problem = prepare(cfg)
     if snapshot_steps is None:
         snapshot_steps = frame_steps(cfg.train.steps)
-    # Imported once the settings are known to be good: MLflow and matplotlib take ~1.3 s to
-    # import, which a mistyped setting should not have to wait for.
-    from gdfit import plots, tracking  # noqa: F401 (plots: imported before the freeze below)
+    # The drawer (gdfit-train's) builds the figures while the run starts and fits.
+    drawer.warm(
+        problem.x,
+        problem.y,
+        cfg.data.target,
+        problem.run_name,
+        problem.model.describe(problem.p0, 4),
+        cfg.train.steps,
+    )
+    # Imported once the settings are known to be good: MLflow takes ~1 s to import, which a
+    # mistyped setting should not have to wait for. matplotlib too, unless the drawer draws.
+    from gdfit import tracking
+
+    if not drawer.running():
+        from gdfit import plots  # noqa: F401 (imported before the freeze below)
 
     git = environment.shared_git_state()
     env = environment.describe(problem.device, list(overrides), git)
@@ -368,7 +376,7 @@ def train(
                 error.add_note(f"(its description was not saved: {unsaid})")
             raise
         describe(run, problem, "FINISHED", result)
-    timing.report(run_id=run.run_id)
+    timing.report(run_id=run.run_id, drawer=drawer.running())
 
     if progress == "lines":
         print("Result: " + problem.model.describe(fitted.params), flush=True)
@@ -386,6 +394,17 @@ def where_it_went(cfg: DictConfig, run_id: str, experiment_id: str) -> str:
 
 
 config.register()
+PRINT_AND_EXIT = {
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--cfg",
+    "-c",
+    "--info",
+    "-i",
+    "--shell-completion",
+    "-sc",
+}
 _hydra_began: float | None = None  # when main() handed the command line to Hydra
 
 
@@ -433,6 +452,8 @@ def main() -> None:
         global _hydra_began
         _hydra_began = time.perf_counter()
         longlived.own_process()
+        if not set(args) & PRINT_AND_EXIT:
+            drawer.start()
         hydra_main()
 
 

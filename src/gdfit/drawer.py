@@ -1,0 +1,156 @@
+"""gdfit-train's figures, drawn by a process of its own beside the run (Linux).
+
+What a run's figures cost the command is mostly waiting for matplotlib: importing it (~0.25 s)
+and, in a new process, building the figures' ticks and laying out their text for the first time
+(~0.08 s) before drawing. gdfit-train forks a drawer as it starts, before any thread, store or
+file is open. The drawer imports matplotlib and gdfit.plots while Hydra composes the config,
+draws the run's data as soon as the run knows it (`warm`: the figures' axes are then built and
+kept, see plots._Layered) while the run opens its store and fits, and draws the figures when
+the run has its result (`figures`). A sweep's jobs share one drawer, and with it the kept views.
+
+The drawer only draws: it returns PNG bytes and the frames' pixels, and the run logs them as
+before, byte for byte the same (tests/test_drawer.py). Whatever goes wrong with it (it did not
+start, died, failed, gave no answer within WAIT seconds) costs speed only: the run draws its
+figures itself, and the drawer is not asked again. It ignores Ctrl-C (which stops the command)
+and dies with the command (PR_SET_PDEATHSIG); the command reaps it as it exits, so its CPU
+time is counted in the command's. GDFIT_DRAWER=0 keeps every figure in the command's process.
+"""
+
+import atexit
+import ctypes
+import os
+import signal
+import sys
+import time
+from multiprocessing.connection import Connection, Pipe
+
+ENV = "GDFIT_DRAWER"
+WAIT = 30.0  # seconds a run waits for its figures before drawing them itself
+
+_conn: Connection | None = None  # to the drawer, while it is trusted
+_pid: int | None = None
+_warmed = False
+
+
+def start() -> None:
+    """Fork the drawer, if this is Linux and GDFIT_DRAWER is not 0. Call before any thread
+    starts: the child runs only its own loop and leaves by os._exit."""
+    global _conn, _pid
+    if _conn is not None or sys.platform != "linux" or os.environ.get(ENV, "1") == "0":
+        return
+    ours, theirs = Pipe()
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        ours.close()
+        code = 1
+        try:
+            _serve(theirs, parent)
+            code = 0
+        finally:
+            os._exit(code)  # never back into the command's code, its atexit or its finally
+    theirs.close()
+    _conn, _pid = ours, pid
+    atexit.register(stop)
+
+
+def warm(x, y, target: str, run_name: str, formula: str, steps: int) -> None:
+    """Let the drawer build the run's figures from its data while the run goes on: the data
+    stand in for the fitted curve, `formula` is the start's, and the loss spans `steps`."""
+    global _warmed
+    if _conn is not None and not _warmed:  # a sweep's later jobs find the figures built
+        _warmed = True
+        try:
+            _conn.send(("warm", (x, y, target, run_name, formula, steps)))
+        except OSError:
+            _give_up()
+
+
+def running() -> bool:
+    return _conn is not None
+
+
+def figures(**drawn) -> dict:
+    """plots.run_figures(**drawn), by the drawer when there is one that answers, else here."""
+    if _conn is not None:
+        try:
+            _conn.send(("draw", drawn))
+            if _conn.poll(WAIT):
+                kind, answer = _conn.recv()
+                if kind == "figures":
+                    return answer
+        except (OSError, EOFError):
+            pass
+        except BaseException:  # stopped mid-exchange: the pipe may hold half a message
+            _give_up()
+            raise
+        _give_up()  # failed, died or slow: the run draws its own from now on
+    from gdfit import plots
+
+    return plots.run_figures(**drawn)
+
+
+def stop() -> None:
+    """Close the drawer's pipe (it exits when it reads the end) and reap it, killing it if it
+    has not gone within a second."""
+    global _conn, _pid
+    if _conn is not None:
+        _conn.close()
+        _conn = None
+    if _pid is not None:
+        pid, _pid = _pid, None
+        deadline = time.monotonic() + 1.0
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                break
+            time.sleep(0.005)
+
+
+def _give_up() -> None:
+    global _pid
+    if _pid is not None:
+        try:
+            os.kill(_pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    stop()
+
+
+# ---- the drawer's side ----
+
+
+def _serve(conn: Connection, parent: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the command's to handle
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(signum, signal.SIG_DFL)  # not the command's handlers, inherited
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the command ended before prctl took effect
+        return
+    import gc
+
+    import numpy as np
+
+    from gdfit import plots
+
+    gc.freeze()  # what the command had, and matplotlib: kept to the end
+    gc.enable()
+    while True:
+        try:
+            kind, request = conn.recv()
+        except (EOFError, OSError):
+            return  # the command closed its end: it is done
+        if kind == "warm":
+            x, y, target, run_name, formula, steps = request
+            ends = np.array([0, steps - 1]), np.array([1e4, 10.0])  # loss.png: a step each, decades
+            try:
+                plots.run_figures(x, y, y, target, run_name, formula, *ends, 10.0, [(0, y)])
+            except Exception:
+                pass  # the run's own figures will say what is wrong, if anything is
+            continue
+        try:
+            answer = ("figures", plots.run_figures(**request))
+        except Exception as error:  # said by the run's own attempt, which will fail alike
+            answer = ("failed", repr(error))
+        conn.send(answer)

@@ -1,0 +1,114 @@
+"""gdfit-train's drawer (gdfit.drawer): the figures it draws are the run's own, byte for byte;
+one that fails costs time only; nothing is left behind when the command ends."""
+
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import BIN
+from mlflow.tracking import MlflowClient
+
+from gdfit import drawer, plots
+
+
+def drawn(k: int) -> dict:
+    """What a run hands the figures: its data, fitted curve, loss curve and frames."""
+    x = np.linspace(-np.pi, np.pi, 2000)
+    y, fitted = np.sin(x), (0.85 + 0.01 * k) * x - 0.093 * x**3
+    steps = np.arange(5000)
+    return {
+        "x": x,
+        "y": y,
+        "fitted": fitted,
+        "target": "sin",
+        "run_name": f"numpy-sgd-lr1e-06-seed{k}",
+        "formula": f"y = 0 + {0.85 + 0.01 * k:.4g} x + 0 x^2 + -0.093 x^3",
+        "steps": steps,
+        "losses": np.exp(-steps / (300 + 50 * k)) * 2e4 + 8.8,
+        "optimal_loss": 8.8,
+        "snapshots": [(s, fitted * min(1.0, s / 1000)) for s in (0, 10, 100, 1000, 5000)],
+    }
+
+
+def assert_same(apart: dict, here: dict) -> None:
+    assert apart["fit.png"] == here["fit.png"] and apart["loss.png"] == here["loss.png"]
+    assert [s for s, _ in apart["frames"]] == [s for s, _ in here["frames"]]
+    pairs = zip(apart["frames"], here["frames"], strict=True)
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in pairs)
+
+
+@pytest.fixture
+def started(monkeypatch):
+    """A drawer forked from this process, as gdfit-train forks one; stopped and reaped after."""
+    monkeypatch.delenv(drawer.ENV, raising=False)
+    monkeypatch.setattr(drawer, "_warmed", False)
+    drawer.start()
+    assert drawer.running()
+    pid = drawer._pid
+    yield pid
+    drawer.stop()
+    with pytest.raises(ChildProcessError):  # reaped: no zombie left
+        os.waitpid(pid, os.WNOHANG)
+
+
+def test_the_drawers_figures_are_the_ones_drawn_here(started):
+    first = drawn(0)
+    drawer.warm(first["x"], first["y"], "sin", first["run_name"], "y = a + b x", 5000)
+    for k in range(3):  # warmed, then jobs of a sweep
+        assert_same(drawer.figures(**drawn(k)), plots.run_figures(**drawn(k)))
+    assert drawer.running()
+
+
+def test_a_drawer_that_died_costs_time_only(started):
+    os.kill(started, signal.SIGKILL)
+    assert_same(drawer.figures(**drawn(1)), plots.run_figures(**drawn(1)))
+    assert not drawer.running()  # not asked again: the runs draw their own
+    assert_same(drawer.figures(**drawn(2)), plots.run_figures(**drawn(2)))
+
+
+def test_a_drawer_that_cannot_draw_leaves_the_error_to_the_run(started):
+    broken = drawn(0) | {"x": np.linspace(0, 1, 7)}  # x and y of different lengths
+    with pytest.raises(ValueError):
+        drawer.figures(**broken)  # the drawer failed; drawn here, it fails the same way
+    assert not drawer.running()
+
+
+def test_gdfit_train_logs_the_same_figures_with_its_drawer_and_leaves_no_process(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    timings = tmp_path / "timings.jsonl"
+    runs = {}
+    for on in ("1", "0"):
+        proc = subprocess.Popen(
+            [str(BIN / "gdfit-train"), "train.steps=300", f"tracking.uri={uri}"],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=os.environ | {drawer.ENV: on, "GDFIT_TIMINGS": str(timings)},
+            start_new_session=True,  # the command and its drawer: one process group
+        )
+        _, stderr = proc.communicate(timeout=120)
+        assert proc.returncode == 0, stderr
+        with pytest.raises(ProcessLookupError):  # the drawer went with the command
+            os.killpg(proc.pid, 0)
+        line = json.loads(timings.read_text().splitlines()[-1])
+        assert line["drawer"] is (on == "1")
+        runs[on] = line["run_id"]
+    client = MlflowClient(uri)
+
+    def files(run_id: str) -> dict[str, bytes]:
+        folder = Path(client.download_artifacts(run_id, "", str(tmp_path / run_id)))
+        found = {p.name: p.read_bytes() for p in folder.glob("*.png")}
+        # frames: fit+step+<step>+timestamp+<ms>+<uuid>.png and its +compressed.webp
+        for p in (folder / "images").iterdir():
+            parts = p.name.split("+")
+            found[f"frame {parts[2]}{p.suffix}"] = p.read_bytes()
+        return found
+
+    apart, here = files(runs["1"]), files(runs["0"])
+    assert {"fit.png", "loss.png", "frame 0.png", "frame 300.webp"} <= set(apart)
+    assert apart == here
