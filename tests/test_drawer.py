@@ -59,21 +59,21 @@ def test_the_drawers_figures_are_the_ones_drawn_here(started):
     first = drawn(0)
     drawer.warm(first["x"], first["y"], "sin", first["run_name"], "y = a + b x", 5000)
     for k in range(3):  # warmed, then jobs of a sweep
-        assert_same(drawer.figures(**drawn(k)), plots.run_figures(**drawn(k)))
+        assert_same(drawer.draw(**drawn(k))(), plots.run_figures(**drawn(k)))
     assert drawer.running()
 
 
 def test_a_drawer_that_died_costs_time_only(started):
     os.kill(started, signal.SIGKILL)
-    assert_same(drawer.figures(**drawn(1)), plots.run_figures(**drawn(1)))
+    assert_same(drawer.draw(**drawn(1))(), plots.run_figures(**drawn(1)))
     assert not drawer.running()  # not asked again: the runs draw their own
-    assert_same(drawer.figures(**drawn(2)), plots.run_figures(**drawn(2)))
+    assert_same(drawer.draw(**drawn(2))(), plots.run_figures(**drawn(2)))
 
 
 def test_a_drawer_that_cannot_draw_leaves_the_error_to_the_run(started):
     broken = drawn(0) | {"x": np.linspace(0, 1, 7)}  # x and y of different lengths
     with pytest.raises(ValueError):
-        drawer.figures(**broken)  # the drawer failed; drawn here, it fails the same way
+        drawer.draw(**broken)()  # the drawer failed; drawn here, it fails the same way
     assert not drawer.running()
 
 
@@ -112,3 +112,9 @@ def test_gdfit_train_logs_the_same_figures_with_its_drawer_and_leaves_no_process
     apart, here = files(runs["1"]), files(runs["0"])
     assert {"fit.png", "loss.png", "frame 0.png", "frame 300.webp"} <= set(apart)
     assert apart == here
+
+
+def test_an_answer_a_failed_job_left_unread_is_not_the_next_jobs(started):
+    drawer.draw(**drawn(0))  # a job that failed between asking and reading
+    assert_same(drawer.draw(**drawn(1))(), plots.run_figures(**drawn(1)))
+    assert drawer.running()

@@ -6,7 +6,8 @@ and, in a new process, building the figures' ticks and laying out their text for
 file is open. The drawer imports matplotlib and gdfit.plots while Hydra composes the config,
 draws the run's data as soon as the run knows it (`warm`: the figures' axes are then built and
 kept, see plots._Layered) while the run opens its store and fits, and draws the figures when
-the run has its result (`figures`). A sweep's jobs share one drawer, and with it the kept views.
+the run has its result (`draw`) while the run sends its loss curve. A sweep's jobs share one
+drawer, and with it the kept views.
 
 The drawer only draws: it returns PNG bytes and the frames' pixels, and the run logs them as
 before, byte for byte the same (tests/test_drawer.py). Whatever goes wrong with it (it did not
@@ -22,6 +23,8 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from multiprocessing.connection import Connection, Pipe
 
 ENV = "GDFIT_DRAWER"
@@ -30,6 +33,7 @@ WAIT = 30.0  # seconds a run waits for its figures before drawing them itself
 _conn: Connection | None = None  # to the drawer, while it is trusted
 _pid: int | None = None
 _warmed = False
+_asked = 0  # draw requests sent; each answer carries its request's number
 
 
 def start() -> None:
@@ -70,21 +74,47 @@ def running() -> bool:
     return _conn is not None
 
 
-def figures(**drawn) -> dict:
-    """plots.run_figures(**drawn), by the drawer when there is one that answers, else here."""
+def draw(**drawn) -> Callable[[], dict]:
+    """Start drawing plots.run_figures(**drawn) and return what gives the figures: the
+    drawer's, which the caller may do other work while it draws, or else drawn here when
+    asked for."""
+    global _asked
     if _conn is not None:
+        _asked += 1
         try:
-            _conn.send(("draw", drawn))
-            if _conn.poll(WAIT):
-                kind, answer = _conn.recv()
-                if kind == "figures":
-                    return answer
-        except (OSError, EOFError):
-            pass
-        except BaseException:  # stopped mid-exchange: the pipe may hold half a message
+            _conn.send(("draw", _asked, drawn))
+            return partial(_answer, _asked, drawn)
+        except OSError:
+            _give_up()
+        except BaseException:  # stopped mid-send: the pipe may hold half a message
             _give_up()
             raise
-        _give_up()  # failed, died or slow: the run draws its own from now on
+    return partial(_here, drawn)
+
+
+def _answer(asked: int, drawn: dict) -> dict:
+    """The drawer's answer to request `asked` (one left unread by a job that failed before
+    reading it is passed over); drawn here if the drawer failed, died or is too slow."""
+    deadline = time.monotonic() + WAIT
+    while _conn is not None:
+        try:
+            if not _conn.poll(max(0.0, deadline - time.monotonic())):
+                break
+            kind, number, answer = _conn.recv()
+        except (OSError, EOFError):
+            break
+        except BaseException:  # stopped mid-answer: the pipe may hold half a message
+            _give_up()
+            raise
+        if number == asked:
+            if kind == "figures":
+                return answer
+            break
+    _give_up()  # the runs draw their own from now on
+    return _here(drawn)
+
+
+def _here(drawn: dict) -> dict:
     from gdfit import plots
 
     return plots.run_figures(**drawn)
@@ -138,19 +168,20 @@ def _serve(conn: Connection, parent: int) -> None:
     gc.enable()
     while True:
         try:
-            kind, request = conn.recv()
+            kind, *request = conn.recv()
         except (EOFError, OSError):
             return  # the command closed its end: it is done
         if kind == "warm":
-            x, y, target, run_name, formula, steps = request
+            x, y, target, run_name, formula, steps = request[0]
             ends = np.array([0, steps - 1]), np.array([1e4, 10.0])  # loss.png: a step each, decades
             try:
                 plots.run_figures(x, y, y, target, run_name, formula, *ends, 10.0, [(0, y)])
             except Exception:
                 pass  # the run's own figures will say what is wrong, if anything is
             continue
+        number, drawn = request
         try:
-            answer = ("figures", plots.run_figures(**request))
+            answer = ("figures", number, plots.run_figures(**drawn))
         except Exception as error:  # said by the run's own attempt, which will fail alike
-            answer = ("failed", repr(error))
+            answer = ("failed", number, repr(error))
         conn.send(answer)

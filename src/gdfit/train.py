@@ -247,7 +247,7 @@ def record(run, problem: Problem, fitted: Fitted) -> Result:
     run.log_dict(coefficients, "coefficients.json")
     loss_steps, losses = (a.copy() for a in run.curve.curve())
     with timing.section("figures"):
-        figures = drawer.figures(
+        drawing = drawer.draw(
             x=problem.x,
             y=y,
             fitted=model.predict(params, F),
@@ -259,6 +259,9 @@ def record(run, problem: Problem, fitted: Fitted) -> Result:
             optimal_loss=optimal_loss,
             snapshots=[(s, model.predict(p, F)) for s, p in sorted(fitted.snapshots.items())],
         )
+    run.curve.flush(wait=False)  # the chart's points go to the store while the drawer draws
+    with timing.section("figures"):
+        figures = drawing()
     for name in ("fit.png", "loss.png"):
         run.log_png(figures[name], name)
     if figures["frames"]:
