@@ -118,3 +118,17 @@ def test_an_answer_a_failed_job_left_unread_is_not_the_next_jobs(started):
     drawer.draw(**drawn(0))  # a job that failed between asking and reading
     assert_same(drawer.draw(**drawn(1))(), plots.run_figures(**drawn(1)))
     assert drawer.running()
+
+
+def test_a_large_run_sends_only_what_its_figures_show(started):
+    """10^6 points and 10^6 steps: each line goes to the drawer as at most ~4,000 points, the
+    first included, and the figures still come back the same as drawn here."""
+    n = 1_000_000
+    big = drawn(0) | {"x": np.linspace(-np.pi, np.pi, n), "steps": np.arange(n)}
+    big |= {"y": np.sin(big["x"]), "fitted": 0.85 * big["x"] - 0.093 * big["x"] ** 3}
+    big |= {"losses": np.exp(-big["steps"] / 1e5) * 2e4 + 8.8, "snapshots": [(0, big["y"])]}
+    sent = drawer.thinned(big)
+    for name in ("x", "y", "fitted", "steps", "losses"):
+        assert sent[name][0] == big[name][0] and len(sent[name]) <= drawer.SENT
+    assert len(sent["snapshots"][0][1]) == len(sent["x"])
+    assert_same(drawer.draw(**big)(), plots.run_figures(**sent))

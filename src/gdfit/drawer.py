@@ -29,6 +29,7 @@ from multiprocessing.connection import Connection, Pipe
 
 ENV = "GDFIT_DRAWER"
 WAIT = 30.0  # seconds a run waits for its figures before drawing them itself
+SENT = 4000  # points of a line sent to draw: fit.png is 600 pixels wide, and plots thins further
 
 _conn: Connection | None = None  # to the drawer, while it is trusted
 _pid: int | None = None
@@ -64,6 +65,7 @@ def warm(x, y, target: str, run_name: str, formula: str, steps: int) -> None:
     global _warmed
     if _conn is not None and not _warmed:  # a sweep's later jobs find the figures built
         _warmed = True
+        x, y = (a[_every(len(x))] for a in (x, y))
         try:
             _conn.send(("warm", (x, y, target, run_name, formula, steps)))
         except OSError:
@@ -79,6 +81,7 @@ def draw(**drawn) -> Callable[[], dict]:
     drawer's, which the caller may do other work while it draws, or else drawn here when
     asked for."""
     global _asked
+    drawn = thinned(drawn)
     if _conn is not None:
         _asked += 1
         try:
@@ -90,6 +93,24 @@ def draw(**drawn) -> Callable[[], dict]:
             _give_up()
             raise
     return partial(_here, drawn)
+
+
+def thinned(drawn: dict) -> dict:
+    """What the figures can show of `drawn`: each line at most ~SENT points, evenly (a run of
+    10^7 points would otherwise send the drawer ~0.7 GB, the data and five frames' curves)."""
+    s, t = _every(len(drawn["x"])), _every(len(drawn["losses"]))
+    return drawn | {
+        "x": drawn["x"][s],
+        "y": drawn["y"][s],
+        "fitted": drawn["fitted"][s],
+        "snapshots": [(step, predicted[s]) for step, predicted in drawn["snapshots"]],
+        "steps": drawn["steps"][t],
+        "losses": drawn["losses"][t],
+    }
+
+
+def _every(n: int) -> slice:
+    return slice(None, None, max(1, n // SENT))
 
 
 def _answer(asked: int, drawn: dict) -> dict:
