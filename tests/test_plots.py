@@ -11,6 +11,7 @@ import re
 import shutil
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import pytest
 from conftest import run_command
@@ -301,37 +302,57 @@ def test_fit_frames_show_each_snapshot(store):
     keep(folder / "frames.png")
 
 
-def test_a_runs_figures_drawn_over_kept_views_are_the_pixels_of_a_full_draw(tmp_path):
+def full_draw(figure) -> np.ndarray:
+    """What matplotlib itself draws of `figure`: every artist, in its own order."""
+    figure.canvas.draw()
+    return np.asarray(figure.canvas.buffer_rgba()).copy()
+
+
+def drawn_png(figure, tmp_path: Path) -> np.ndarray:
+    """The PNG gdfit writes of `figure`, read back."""
+    plots.save_png(figure, tmp_path / "drawn.png")
+    return read_png(tmp_path / "drawn.png")
+
+
+LONG = "y = 100000.1 + 0.9123 x + -0.0931 x^3 + 0.0001234 x^2 + 0.000123 x^4"
+RUNS = [  # the data (its scale and offset), the fitted curve's amplitude, first loss, optimum
+    (1.0, 0.0, 0.9, 3e4, 8.8),
+    (1.0, 0.0, 0.95, 2e4, 8.8),  # the same views as the first
+    (1.0, 0.0, 1.3, 5e3, 8.8),  # the fit leaves the data's range; three decades instead of five
+    (1.0, 0.0, 0.9, 3e4, 8.8),  # back to the first views
+    (1.0, 0.0, 0.5, 12.0, 8.8),  # less than a decade: autoscaled, every minor tick
+    (1.0, 0.0, 0.9, 3e4, 1e-20),  # an optimum of almost zero
+    (0.5, 0.0, 0.4, 3e4, 8.8),  # other data, the same target
+    (1.0, 1e5, 0.9, 3e4, 8.8),  # an axis offset (+1e5), under a long title ...
+    (1.0, 1e5, 0.9, 3e4, 8.8),  # ... then a short one: matplotlib moves it by its width
+    (1.0, 0.0, 0.9, 3e304, 3e294),  # losses near the largest float
+]
+
+
+@pytest.mark.parametrize("rc", [{}, {"axes.axisbelow": False, "axes.grid": True}])
+def test_a_runs_figures_drawn_over_kept_views_are_the_pixels_of_a_full_draw(tmp_path, rc):
     """A sweep's jobs redraw fit.png and loss.png over the axes kept from an earlier job with
-    the same view, and the frames over the data kept from the last job: every image must be
-    what a new figure draws. The runs below repeat views, change them and come back."""
+    the same view, and the frames over the data kept from the last job: every PNG must hold
+    what matplotlib draws of a new figure. The runs repeat views, change them and come back;
+    a matplotlibrc may put the grid over the lines."""
     x, steps = np.linspace(-np.pi, np.pi, 2000), np.arange(3000)
-    runs = [  # the data's amplitude, the fitted curve's, the first loss, the optimum
-        (1.0, 0.9, 3e4, 8.8),
-        (1.0, 0.95, 2e4, 8.8),  # the same views as the first
-        (1.0, 1.3, 5e3, 8.8),  # the fit leaves the data's range; three decades instead of five
-        (1.0, 0.9, 3e4, 8.8),  # back to the first views
-        (1.0, 0.5, 12.0, 8.8),  # less than a decade: autoscaled, every minor tick
-        (1.0, 0.9, 3e4, 1e-20),  # an optimum of almost zero
-        (0.5, 0.4, 3e4, 8.8),  # other data, the same target
-    ]
-    for k, (scale, amplitude, first, optimum) in enumerate(runs):
-        y = scale * np.sin(x)
-        fitted = amplitude * np.sin(x) + 0.01 * x**3
-        losses = np.exp(-steps / 400) * first + optimum
-        snapshots = [(s, fitted * s / 2000) for s in (0, 1000, 2000)]
-        name = f"numpy-sgd-lr1e-06-seed{k}"
-        for draw, args in (
-            (plots.fit_figure, (x, y, fitted, "sin", name, "y = b x")),
-            (plots.loss_figure, (steps, losses, optimum)),
-        ):
-            kept, new = draw(*args, reuse=True), draw(*args)
-            plots.save_png(kept, tmp_path / "kept.png")
-            plots.save_png(new, tmp_path / "new.png")
-            assert np.array_equal(read_png(tmp_path / "kept.png"), read_png(tmp_path / "new.png"))
-        kept = plots.fit_frames(x, y, "sin", snapshots, name, reuse=True)
-        new = plots.fit_frames(x, y, "sin", snapshots, name)
-        assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(kept, new, strict=True))
+    with matplotlib.rc_context(rc):
+        for k, (scale, offset, amplitude, first, optimum) in enumerate(RUNS):
+            y = offset + scale * np.sin(x)
+            fitted = offset + amplitude * np.sin(x) + 0.01 * x**3
+            losses = np.exp(-steps / 400) * first + optimum
+            snapshots = [(s, fitted * s / 2000) for s in (0, 1000, 2000)]
+            name = f"numpy-sgd-lr1e-06-seed{k}"
+            formula = "y = b x" if k % 2 else LONG
+            for draw, args in (
+                (plots.fit_figure, (x, y, fitted, "sin", name, formula)),
+                (plots.loss_figure, (steps, losses, optimum)),
+            ):
+                kept = drawn_png(draw(*args, reuse=True), tmp_path)
+                assert np.array_equal(kept, full_draw(draw(*args))), (k, draw.__name__)
+            kept = plots.fit_frames(x, y, "sin", snapshots, name, reuse=True)
+            new = plots.fit_frames(x, y, "sin", snapshots, name)
+            assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(kept, new, strict=True))
     ylim = plots.loss_figure(steps, np.exp(-steps / 400) * 3e4 + 8.8, 8.8).axes[0].get_ylim()
     assert ylim == (1.0, 1e5)  # whole decades, which the jobs of a sweep share
 

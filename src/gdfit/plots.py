@@ -9,8 +9,8 @@ import math
 import textwrap
 import weakref
 from dataclasses import dataclass, field
-from functools import cache
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm, Normalize
@@ -45,12 +45,17 @@ def _every(n: int) -> slice:
 
 
 def _kept(kind: type, reuse: bool, *layout):
-    return _reused(kind, *layout) if reuse else kind(*layout)
+    """A new figure of `kind`, or with `reuse` the one kept for that layout, unless matplotlib's
+    settings changed since it was built (a notebook's rc_context)."""
+    if not reuse:
+        return kind(*layout)
+    drawn = _reused.get((kind, *layout))
+    if drawn is None or drawn.rc != matplotlib.rcParams:
+        drawn = _reused[(kind, *layout)] = kind(*layout)
+    return drawn
 
 
-@cache
-def _reused(kind: type, *layout):
-    return kind(*layout)
+_reused: dict[tuple, object] = {}  # (kind, *layout) -> this process's figure of that layout
 
 
 _layered = weakref.WeakSet()  # figures whose canvas holds their last _Layered render
@@ -63,19 +68,32 @@ class _Layered:
     in the order matplotlib draws them (by zorder: lines, spines, titles, legend, suptitle),
     so the pixels are a full draw's (tests/test_plots.py). A sweep's jobs mostly share a view:
     their figures cost the cheap layer and the PNG (see gdfit.png). The last KEPT views are kept
-    (~1 MB each)."""
+    (~1 MB each).
+
+    Drawn in full instead: when the axis and grid are not below the lines (a matplotlibrc's
+    `axes.axisbelow: False`), and for a view whose axis shows an offset ("+1e5"), where
+    matplotlib moves the title by its width."""
 
     KEPT = 4
 
     def __init__(self, figure: Figure, moving: list):
         self.figure, self.canvas, self.moving = figure, FigureCanvasAgg(figure), moving
-        self.views: dict = {}  # view -> the pixels drawn under `moving`
+        self.views: dict = {}  # view -> (the pixels drawn under `moving`, titles' positions)
+        self.rc = dict(matplotlib.rcParams)  # the settings it was built with
+        self.below = all(  # each axes' axis and grid drawn before its moving artists
+            max(ax.xaxis.get_zorder(), ax.yaxis.get_zorder())
+            < min((a.get_zorder() for a in moving if a in ax.get_children()), default=math.inf)
+            for ax in figure.axes
+        )
         _layered.add(figure)
 
     def render(self) -> Figure:
+        if not self.below:
+            self.canvas.draw()
+            return self.figure
         view = tuple(tuple(ax.viewLim.bounds) for ax in self.figure.axes)
-        background = self.views.pop(view, None)  # popped and put back: the newest last
-        if background is None:
+        kept = self.views.pop(view, None)  # popped and put back: the newest last
+        if kept is None:
             for artist in self.moving:
                 artist.set_animated(True)  # left out of canvas.draw()
             try:
@@ -83,12 +101,20 @@ class _Layered:
             finally:
                 for artist in self.moving:
                     artist.set_animated(False)
-            background = self.canvas.copy_from_bbox(self.figure.bbox)
+            # The pixels, and where the draw put each axes' title (above its ticks)
+            titles = [ax.title.get_position() for ax in self.figure.axes]
+            kept = self.canvas.copy_from_bbox(self.figure.bbox), titles
+            axes = [axis for ax in self.figure.axes for axis in (ax.xaxis, ax.yaxis)]
+            offset = any(axis.offsetText.get_text() for axis in axes)
         else:
-            self.canvas.restore_region(background)
-        self.views[view] = background
-        if len(self.views) > self.KEPT:
-            del self.views[next(iter(self.views))]
+            self.canvas.restore_region(kept[0])
+            for ax, position in zip(self.figure.axes, kept[1], strict=True):
+                ax.title.set_position(position)
+            offset = False
+        if not offset:
+            self.views[view] = kept
+            if len(self.views) > self.KEPT:
+                del self.views[next(iter(self.views))]
         renderer = self.canvas.get_renderer()
         for artist in self.moving:
             artist.draw(renderer)
@@ -187,7 +213,7 @@ def _whole_decades(ax) -> None:
     only its lines, see _Layered), and the grid stays readable over many decades. A narrower
     view keeps its autoscaled ends and every minor tick, or it could show none."""
     low, high = ax.get_ylim()
-    if low > 0 and high / low >= 10:
+    if 0 < low and high <= 1e300 and high / low >= 10:  # a decade more stays finite
         low, high = 10.0 ** math.floor(math.log10(low)), 10.0 ** math.ceil(math.log10(high))
         if math.isfinite(high) and low > 0:
             ax.set_ylim(low, high, auto=None)  # None: the next run autoscales again
@@ -216,8 +242,10 @@ SUPERSCRIPTS = str.maketrans(
 def _powers_of_ten(value: float, _position) -> str:
     """`10⁴` as plain text: the default `$10^{4}$` goes through mathtext, whose parse costs a
     few ms a label on every new figure (its cache lives with the figure's renderer)."""
-    exponent = round(math.log10(value)) if value > 0 else 0
-    if value <= 0 or not math.isclose(value, 10.0**exponent):
+    if not (math.isfinite(value) and value > 0):
+        return f"{value:.4g}"
+    exponent = round(math.log10(value))
+    if not math.isclose(value, 10.0**exponent):
         return f"{value:.4g}"
     return "10" + str(exponent).translate(SUPERSCRIPTS)
 
@@ -231,6 +259,7 @@ class _Frames:
     def __init__(self):
         self.figure = fig = Figure(figsize=(4, 2.7), dpi=80)
         self.canvas = FigureCanvasAgg(fig)
+        self.rc = dict(matplotlib.rcParams)  # the settings it was built with
         fig.subplots_adjust(left=0.03, right=0.97, bottom=0.04, top=0.88)
         self.ax = ax = fig.add_subplot()
         (self.data,) = ax.plot([], [], linewidth=3, alpha=0.5, label="data")
