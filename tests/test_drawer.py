@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +75,29 @@ def test_a_drawer_that_cannot_draw_leaves_the_error_to_the_run(started):
     broken = drawn(0) | {"x": np.linspace(0, 1, 7)}  # x and y of different lengths
     with pytest.raises(ValueError):
         drawer.draw(**broken)()  # the drawer failed; drawn here, it fails the same way
-    assert not drawer.running()
+    assert drawer.running()  # the drawer is fine: the next job's figures are its own
+    assert_same(drawer.draw(**drawn(1))(), plots.run_figures(**drawn(1)))
+
+
+def big(k: int) -> dict:
+    """A request and an answer larger than the socket's buffer: seven frames, 4,000 steps."""
+    request = drawn(k)
+    fitted, steps = request["fitted"], np.arange(4000)
+    frames = [(s, fitted * min(1.0, s / 1000)) for s in (0, 1, 10, 100, 1000, 2000, 3999)]
+    return request | {"steps": steps, "losses": np.exp(-steps / 300) * 2e4, "snapshots": frames}
+
+
+def test_a_hung_drawer_costs_at_most_its_wait(started, monkeypatch):
+    drawer.stop()
+    monkeypatch.setattr(drawer, "WAIT", 1.0)
+    drawer.start()
+    hung = drawer._pid
+    os.kill(hung, signal.SIGSTOP)  # stopped: it reads nothing, answers nothing
+    began = time.monotonic()
+    assert_same(drawer.draw(**big(0))(), plots.run_figures(**drawer.thinned(big(0))))
+    assert time.monotonic() - began < 10 and not drawer.running()
+    with pytest.raises(ChildProcessError):  # killed and reaped
+        os.waitpid(hung, os.WNOHANG)
 
 
 def test_gdfit_train_logs_the_same_figures_with_its_drawer_and_leaves_no_process(tmp_path):
@@ -115,8 +138,8 @@ def test_gdfit_train_logs_the_same_figures_with_its_drawer_and_leaves_no_process
 
 
 def test_an_answer_a_failed_job_left_unread_is_not_the_next_jobs(started):
-    drawer.draw(**drawn(0))  # a job that failed between asking and reading
-    assert_same(drawer.draw(**drawn(1))(), plots.run_figures(**drawn(1)))
+    drawer.draw(**big(0))  # a job that failed between asking and reading: the drawer waits
+    assert_same(drawer.draw(**big(1))(), plots.run_figures(**big(1)))
     assert drawer.running()
 
 
@@ -132,3 +155,23 @@ def test_a_large_run_sends_only_what_its_figures_show(started):
         assert sent[name][0] == big[name][0] and len(sent[name]) <= drawer.SENT
     assert len(sent["snapshots"][0][1]) == len(sent["x"])
     assert_same(drawer.draw(**big)(), plots.run_figures(**sent))
+
+
+@pytest.mark.parametrize(
+    ("args", "drawer_started"),
+    [
+        (["train.steps=300"], True),
+        (["-m", "train.seed=0,1", "-cn", "config"], True),
+        (["-m", "hydra/launcher=basic", "train.seed=0,1"], True),
+        (["--cfg", "job"], False),
+        (["--cfg=job"], False),
+        (["-cjob"], False),
+        (["--info=all"], False),
+        (["--help"], False),
+        (["-m", "hydra/launcher=joblib", "train.seed=0,1"], False),  # its workers draw their own
+    ],
+)
+def test_a_drawer_starts_only_for_runs_drawn_in_the_commands_process(args, drawer_started):
+    from gdfit.train import draws_here
+
+    assert draws_here(args) is drawer_started

@@ -10,40 +10,47 @@ the run has its result (`draw`) while the run sends its loss curve. A sweep's jo
 drawer, and with it the kept views.
 
 The drawer only draws: it returns PNG bytes and the frames' pixels, and the run logs them as
-before, byte for byte the same (tests/test_drawer.py). Whatever goes wrong with it (it did not
-start, died, failed, gave no answer within WAIT seconds) costs speed only: the run draws its
-figures itself, and the drawer is not asked again. It ignores Ctrl-C (which stops the command)
+before, byte for byte the same (tests/test_drawer.py). Whatever goes wrong with it (it died,
+hung, or gave no answer within WAIT seconds, or a message could not be sent or read) costs
+speed only: the run draws its figures itself, and the drawer is not asked again. Figures it
+cannot draw are drawn again here, which says why. It ignores Ctrl-C (which stops the command)
 and dies with the command (PR_SET_PDEATHSIG); the command reaps it as it exits, so its CPU
 time is counted in the command's. GDFIT_DRAWER=0 keeps every figure in the command's process.
+
+Messages are pickled, each after its length (8 bytes), on a Unix socket pair; the command's end
+waits at most WAIT seconds for any send or read.
 """
 
 import atexit
 import ctypes
 import os
+import pickle
 import signal
+import socket
+import struct
 import sys
 import time
 from collections.abc import Callable
 from functools import partial
-from multiprocessing.connection import Connection, Pipe
 
 ENV = "GDFIT_DRAWER"
-WAIT = 30.0  # seconds a run waits for its figures before drawing them itself
+WAIT = 30.0  # seconds a run waits on the drawer (a send, a read) before drawing itself
 SENT = 4000  # points of a line sent to draw: fit.png is 600 pixels wide, and plots thins further
 
-_conn: Connection | None = None  # to the drawer, while it is trusted
+_sock: socket.socket | None = None  # to the drawer, while it is trusted
 _pid: int | None = None
 _warmed = False
 _asked = 0  # draw requests sent; each answer carries its request's number
+_unread: int | None = None  # the request whose answer is still to be read
 
 
 def start() -> None:
     """Fork the drawer, if this is Linux and GDFIT_DRAWER is not 0. Call before any thread
     starts: the child runs only its own loop and leaves by os._exit."""
-    global _conn, _pid
-    if _conn is not None or sys.platform != "linux" or os.environ.get(ENV, "1") == "0":
+    global _sock, _pid
+    if _sock is not None or sys.platform != "linux" or os.environ.get(ENV, "1") == "0":
         return
-    ours, theirs = Pipe()
+    ours, theirs = socket.socketpair()
     parent = os.getpid()
     pid = os.fork()
     if pid == 0:
@@ -55,43 +62,38 @@ def start() -> None:
         finally:
             os._exit(code)  # never back into the command's code, its atexit or its finally
     theirs.close()
-    _conn, _pid = ours, pid
+    ours.settimeout(WAIT)
+    _sock, _pid = ours, pid
     atexit.register(stop)
+
+
+def running() -> bool:
+    return _sock is not None
 
 
 def warm(x, y, target: str, run_name: str, formula: str, steps: int) -> None:
     """Let the drawer build the run's figures from its data while the run goes on: the data
     stand in for the fitted curve, `formula` is the start's, and the loss spans `steps`."""
     global _warmed
-    if _conn is not None and not _warmed:  # a sweep's later jobs find the figures built
+    if _sock is not None and not _warmed:  # a sweep's later jobs find the figures built
         _warmed = True
         x, y = (a[_every(len(x))] for a in (x, y))
-        try:
-            _conn.send(("warm", (x, y, target, run_name, formula, steps)))
-        except OSError:
-            _give_up()
-
-
-def running() -> bool:
-    return _conn is not None
+        _safely(_send, _sock, ("warm", (x, y, target, run_name, formula, steps)))
 
 
 def draw(**drawn) -> Callable[[], dict]:
     """Start drawing plots.run_figures(**drawn) and return what gives the figures: the
     drawer's, which the caller may do other work while it draws, or else drawn here when
     asked for."""
-    global _asked
+    global _asked, _unread
     drawn = thinned(drawn)
-    if _conn is not None:
+    if _sock is not None and _unread is not None:  # a job that failed before reading it
+        _safely(_answer_to, _unread)
+    if _sock is not None:
         _asked += 1
-        try:
-            _conn.send(("draw", _asked, drawn))
-            return partial(_answer, _asked, drawn)
-        except OSError:
-            _give_up()
-        except BaseException:  # stopped mid-send: the pipe may hold half a message
-            _give_up()
-            raise
+        if _safely(_send, _sock, ("draw", _asked, drawn)):
+            _unread = _asked
+            return partial(_collect, _asked, drawn)
     return partial(_here, drawn)
 
 
@@ -109,45 +111,13 @@ def thinned(drawn: dict) -> dict:
     }
 
 
-def _every(n: int) -> slice:
-    return slice(None, None, max(1, n // SENT))
-
-
-def _answer(asked: int, drawn: dict) -> dict:
-    """The drawer's answer to request `asked` (one left unread by a job that failed before
-    reading it is passed over); drawn here if the drawer failed, died or is too slow."""
-    deadline = time.monotonic() + WAIT
-    while _conn is not None:
-        try:
-            if not _conn.poll(max(0.0, deadline - time.monotonic())):
-                break
-            kind, number, answer = _conn.recv()
-        except (OSError, EOFError):
-            break
-        except BaseException:  # stopped mid-answer: the pipe may hold half a message
-            _give_up()
-            raise
-        if number == asked:
-            if kind == "figures":
-                return answer
-            break
-    _give_up()  # the runs draw their own from now on
-    return _here(drawn)
-
-
-def _here(drawn: dict) -> dict:
-    from gdfit import plots
-
-    return plots.run_figures(**drawn)
-
-
 def stop() -> None:
-    """Close the drawer's pipe (it exits when it reads the end) and reap it, killing it if it
-    has not gone within a second."""
-    global _conn, _pid
-    if _conn is not None:
-        _conn.close()
-        _conn = None
+    """Close the drawer's socket (it exits when it reads the end) and reap it, killing it if
+    it has not gone within a second."""
+    global _sock, _pid, _unread
+    if _sock is not None:
+        _sock.close()
+        _sock, _unread = None, None
     if _pid is not None:
         pid, _pid = _pid, None
         deadline = time.monotonic() + 1.0
@@ -157,6 +127,48 @@ def stop() -> None:
                 os.waitpid(pid, 0)
                 break
             time.sleep(0.005)
+
+
+def _every(n: int) -> slice:
+    return slice(None, None, max(1, n // SENT))
+
+
+def _collect(asked: int, drawn: dict) -> dict:
+    """The drawer's figures for request `asked`; drawn here if it failed to draw them (which
+    then says why), or is gone, hung or too slow."""
+    if _sock is not None and _unread == asked:
+        answered = _safely(_answer_to, asked)
+        if answered and answered[0] == "figures":
+            return answered[1]
+    return _here(drawn)
+
+
+def _answer_to(asked: int) -> tuple[str, object]:
+    """Read answers up to that of request `asked` (an earlier one, left unread, is dropped)."""
+    global _unread
+    while True:
+        kind, number, answer = _receive(_sock)
+        if number == asked:
+            _unread = None
+            return kind, answer
+
+
+def _here(drawn: dict) -> dict:
+    from gdfit import plots
+
+    return plots.run_figures(**drawn)
+
+
+def _safely(exchange, *args):
+    """exchange(*args), or None after giving the drawer up: it failed, died, or took more
+    than WAIT seconds. A stop (Ctrl-C) mid-message gives it up too, and goes on."""
+    try:
+        return exchange(*args) or True
+    except BaseException as error:
+        _give_up()
+        if not isinstance(error, Exception):
+            raise
+        return None
 
 
 def _give_up() -> None:
@@ -169,10 +181,31 @@ def _give_up() -> None:
     stop()
 
 
+def _send(sock: socket.socket, message) -> None:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    sock.sendall(struct.pack("!Q", len(data)) + data)
+
+
+def _receive(sock: socket.socket):
+    (size,) = struct.unpack("!Q", _exactly(sock, 8))
+    return pickle.loads(_exactly(sock, size))
+
+
+def _exactly(sock: socket.socket, n: int) -> bytearray:
+    data = bytearray(n)
+    view, got = memoryview(data), 0
+    while got < n:
+        received = sock.recv_into(view[got:])
+        if not received:
+            raise EOFError("the other end closed")
+        got += received
+    return data
+
+
 # ---- the drawer's side ----
 
 
-def _serve(conn: Connection, parent: int) -> None:
+def _serve(sock: socket.socket, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the command's to handle
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(signum, signal.SIG_DFL)  # not the command's handlers, inherited
@@ -189,7 +222,7 @@ def _serve(conn: Connection, parent: int) -> None:
     gc.enable()
     while True:
         try:
-            kind, *request = conn.recv()
+            kind, *request = _receive(sock)
         except (EOFError, OSError):
             return  # the command closed its end: it is done
         if kind == "warm":
@@ -203,6 +236,6 @@ def _serve(conn: Connection, parent: int) -> None:
         number, drawn = request
         try:
             answer = ("figures", number, plots.run_figures(**drawn))
-        except Exception as error:  # said by the run's own attempt, which will fail alike
+        except Exception as error:  # the run draws them again, and that says why
             answer = ("failed", number, repr(error))
-        conn.send(answer)
+        _send(sock, answer)

@@ -7,6 +7,7 @@ rule run is looked up by name (gdfit.registry); nothing here depends on which.
 """
 
 import math
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -397,17 +398,20 @@ def where_it_went(cfg: DictConfig, run_id: str, experiment_id: str) -> str:
 
 
 config.register()
-PRINT_AND_EXIT = {
-    "--help",
-    "-h",
-    "--hydra-help",
-    "--cfg",
-    "-c",
-    "--info",
-    "-i",
-    "--shell-completion",
-    "-sc",
-}
+# Hydra's flags that print and exit, and how they may be written: `--cfg job`, `--cfg=job`,
+# `-c job`, `-cjob`; and the launchers whose jobs run in processes of their own
+PRINT_AND_EXIT = ("--help", "-h", "--hydra-help", "--cfg", "--info", "-i", "--shell-completion")
+PRINTING = re.compile(r"(?:" + "|".join(PRINT_AND_EXIT) + r")(?:=.*)?|-c(?:job|hydra|all)?|-sc.*")
+ELSEWHERE = re.compile(r"hydra/launcher=(?!basic$).*")
+
+
+def draws_here(args: list[str]) -> bool:
+    """Whether this command runs jobs whose figures a drawer of its own should draw: not when
+    it only prints (--help, --cfg ...), nor when a launcher runs them elsewhere (joblib's
+    workers, Slurm)."""
+    return not any(PRINTING.fullmatch(a) or ELSEWHERE.fullmatch(a) for a in args)
+
+
 _hydra_began: float | None = None  # when main() handed the command line to Hydra
 
 
@@ -455,7 +459,7 @@ def main() -> None:
         global _hydra_began
         _hydra_began = time.perf_counter()
         longlived.own_process()
-        if not set(args) & PRINT_AND_EXIT:
+        if draws_here(args):
             drawer.start()
         hydra_main()
 
