@@ -329,12 +329,14 @@ RUNS = [  # the data (its scale and offset), the fitted curve's amplitude, first
 ]
 
 
-@pytest.mark.parametrize("rc", [{}, {"axes.axisbelow": False, "axes.grid": True}])
+@pytest.mark.parametrize(
+    "rc", [{}, {"axes.axisbelow": False, "axes.grid": True}, {"axes.titlelocation": "right"}]
+)
 def test_a_runs_figures_drawn_over_kept_views_are_the_pixels_of_a_full_draw(tmp_path, rc):
     """A sweep's jobs redraw fit.png and loss.png over the axes kept from an earlier job with
     the same view, and the frames over the data kept from the last job: every PNG must hold
     what matplotlib draws of a new figure. The runs repeat views, change them and come back;
-    a matplotlibrc may put the grid over the lines."""
+    a matplotlibrc may put the grid over the lines, or the title at the right."""
     x, steps = np.linspace(-np.pi, np.pi, 2000), np.arange(3000)
     with matplotlib.rc_context(rc):
         for k, (scale, offset, amplitude, first, optimum) in enumerate(RUNS):

@@ -16,6 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.text import Text
 from matplotlib.ticker import LogFormatter, LogLocator
 from matplotlib.transforms import blended_transform_factory
 
@@ -71,7 +72,7 @@ class _Layered:
     (~1 MB each).
 
     Drawn in full instead: when the axis and grid are not below the lines (a matplotlibrc's
-    `axes.axisbelow: False`), and for a view whose axis shows an offset ("+1e5"), where
+    `axes.axisbelow: False`), and for a view whose y-axis shows an offset ("+1e5"), where
     matplotlib moves the title by its width."""
 
     KEPT = 4
@@ -79,7 +80,8 @@ class _Layered:
     def __init__(self, figure: Figure, moving: list):
         self.figure, self.canvas, self.moving = figure, FigureCanvasAgg(figure), moving
         self.views: dict = {}  # view -> (the pixels drawn under `moving`, titles' positions)
-        self.rc = dict(matplotlib.rcParams)  # the settings it was built with
+        self.rc = matplotlib.rcParams.copy()  # the settings it was built with
+        self.texts = [a for a in moving if isinstance(a, Text)]  # titles: placed by the draw
         self.below = all(  # each axes' axis and grid drawn before its moving artists
             max(ax.xaxis.get_zorder(), ax.yaxis.get_zorder())
             < min((a.get_zorder() for a in moving if a in ax.get_children()), default=math.inf)
@@ -101,15 +103,14 @@ class _Layered:
             finally:
                 for artist in self.moving:
                     artist.set_animated(False)
-            # The pixels, and where the draw put each axes' title (above its ticks)
-            titles = [ax.title.get_position() for ax in self.figure.axes]
-            kept = self.canvas.copy_from_bbox(self.figure.bbox), titles
-            axes = [axis for ax in self.figure.axes for axis in (ax.xaxis, ax.yaxis)]
-            offset = any(axis.offsetText.get_text() for axis in axes)
+            # The pixels, and where the draw put the texts (an axes' title: above its ticks)
+            places = [text.get_position() for text in self.texts]
+            kept = self.canvas.copy_from_bbox(self.figure.bbox), places
+            offset = any(ax.yaxis.offsetText.get_text() for ax in self.figure.axes)
         else:
             self.canvas.restore_region(kept[0])
-            for ax, position in zip(self.figure.axes, kept[1], strict=True):
-                ax.title.set_position(position)
+            for text, place in zip(self.texts, kept[1], strict=True):
+                text.set_position(place)
             offset = False
         if not offset:
             self.views[view] = kept
@@ -259,7 +260,7 @@ class _Frames:
     def __init__(self):
         self.figure = fig = Figure(figsize=(4, 2.7), dpi=80)
         self.canvas = FigureCanvasAgg(fig)
-        self.rc = dict(matplotlib.rcParams)  # the settings it was built with
+        self.rc = matplotlib.rcParams.copy()  # the settings it was built with
         fig.subplots_adjust(left=0.03, right=0.97, bottom=0.04, top=0.88)
         self.ax = ax = fig.add_subplot()
         (self.data,) = ax.plot([], [], linewidth=3, alpha=0.5, label="data")
