@@ -64,10 +64,12 @@ def test_the_drawers_figures_are_the_ones_drawn_here(started):
     assert drawer.running()
 
 
-def test_a_drawer_that_died_costs_time_only(started):
+def test_a_drawer_that_died_costs_time_only(started, capsys):
     os.kill(started, signal.SIGKILL)
     assert_same(drawer.draw(**drawn(1))(), plots.run_figures(**drawn(1)))
     assert not drawer.running()  # not asked again: the runs draw their own
+    said = "gdfit: warning: the figure drawer is gone; this command draws its figures itself\n"
+    assert capsys.readouterr().err == said
     assert_same(drawer.draw(**drawn(2))(), plots.run_figures(**drawn(2)))
 
 
@@ -87,7 +89,7 @@ def big(k: int) -> dict:
     return request | {"steps": steps, "losses": np.exp(-steps / 300) * 2e4, "snapshots": frames}
 
 
-def test_a_hung_drawer_costs_at_most_its_wait(started, monkeypatch):
+def test_a_hung_drawer_costs_at_most_its_wait(started, monkeypatch, capsys):
     drawer.stop()
     monkeypatch.setattr(drawer, "WAIT", 1.0)
     drawer.start()
@@ -96,6 +98,7 @@ def test_a_hung_drawer_costs_at_most_its_wait(started, monkeypatch):
     began = time.monotonic()
     assert_same(drawer.draw(**big(0))(), plots.run_figures(**drawer.thinned(big(0))))
     assert time.monotonic() - began < 10 and not drawer.running()
+    assert "the figure drawer gave no answer in 1 s" in capsys.readouterr().err
     with pytest.raises(ChildProcessError):  # killed and reaped
         os.waitpid(hung, os.WNOHANG)
 

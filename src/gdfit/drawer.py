@@ -12,7 +12,8 @@ drawer, and with it the kept views.
 The drawer only draws: it returns PNG bytes and the frames' pixels, and the run logs them as
 before, byte for byte the same (tests/test_drawer.py). Whatever goes wrong with it (it died,
 hung, or gave no answer within WAIT seconds, or a message could not be sent or read) costs
-speed only: the run draws its figures itself, and the drawer is not asked again. Figures it
+speed only, said in one warning line: the run draws its figures itself, and the drawer is not
+asked again. Figures it
 cannot draw are drawn again here, which says why. It ignores Ctrl-C (which stops the command)
 and dies with the command (PR_SET_PDEATHSIG); the command reaps it as it exits, so its CPU
 time is counted in the command's. GDFIT_DRAWER=0 keeps every figure in the command's process.
@@ -160,14 +161,25 @@ def _here(drawn: dict) -> dict:
 
 
 def _safely(exchange, *args):
-    """exchange(*args), or None after giving the drawer up: it failed, died, or took more
-    than WAIT seconds. A stop (Ctrl-C) mid-message gives it up too, and goes on."""
+    """exchange(*args), or None after giving the drawer up, said in one line: it failed,
+    died, or took more than WAIT seconds. A stop (Ctrl-C) mid-message gives it up too."""
     try:
         return exchange(*args) or True
     except BaseException as error:
         _give_up()
         if not isinstance(error, Exception):
             raise
+        if isinstance(error, TimeoutError):
+            why = f"gave no answer in {WAIT:g} s"
+        elif isinstance(error, EOFError | ConnectionError):
+            why = "is gone"
+        else:
+            why = f"failed ({type(error).__name__})"
+        print(
+            f"gdfit: warning: the figure drawer {why}; this command draws its figures itself",
+            file=sys.stderr,
+            flush=True,
+        )
         return None
 
 
