@@ -341,7 +341,8 @@ def run_figures(
 
 def png_of(figure: Figure) -> bytes:
     """`figure` as PNG bytes (see gdfit.png). A run's figure is taken as its last render left it;
-    any other, or one changed since, is drawn first, as savefig would draw it."""
+    any other, or one changed since, is drawn first (as savefig draws, without its savefig.*
+    settings: gdfit's figures set their own size and colours)."""
     canvas = figure.canvas
     if not isinstance(canvas, FigureCanvasAgg):
         canvas = FigureCanvasAgg(figure)
