@@ -195,9 +195,6 @@ class Client(MlflowClient):
     def log_dict(self, run_id, dictionary, artifact_file):
         return self._send(super().log_dict, run_id, redact_data(dictionary), artifact_file)
 
-    def log_figure(self, run_id, figure, artifact_file, **kwargs):
-        return self._send(super().log_figure, run_id, figure, artifact_file, **kwargs)
-
     def log_artifacts(self, run_id, local_dir, artifact_path=None):
         return self._send(super().log_artifacts, run_id, local_dir, artifact_path)
 

@@ -79,7 +79,7 @@ class _Layered:
 
     def __init__(self, figure: Figure, moving: list):
         self.figure, self.canvas, self.moving = figure, FigureCanvasAgg(figure), moving
-        self.views: dict = {}  # view -> (the pixels drawn under `moving`, titles' positions)
+        self.views: dict = {}  # view -> (the pixels drawn under `moving`, its texts' places)
         self.rc = matplotlib.rcParams.copy()  # the settings it was built with
         self.texts = [a for a in moving if isinstance(a, Text)]  # titles: placed by the draw
         self.below = all(  # each axes' axis and grid drawn before its moving artists
