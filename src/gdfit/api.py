@@ -13,19 +13,16 @@ Strings come first, keywords after them, so a keyword wins over a string for the
 A bad setting raises gdfit.errors.ConfigError before any run is created; its message is the
 line gdfit-train prints after "gdfit: error: ".
 
-Underneath: `compose(*overrides)`, the checked config, and `run(cfg)`, one tracked run; the
-commands call these.
+Underneath: `compose(*overrides)`, the checked config, which gdfit-rerun calls too.
 """
 
 import dataclasses
-import numbers
 import os
-import re
 import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
-import numpy as np
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
 from hydra.errors import HydraException
@@ -34,19 +31,18 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from gdfit import config, registry, train
-from gdfit.cli import describe, refuse_group_lists
+from gdfit.config import hydra_value, refuse_group_lists
 from gdfit.console import PROGRESS
-from gdfit.errors import ConfigError, GdfitError, UsageError
+from gdfit.errors import ConfigError, GdfitError, UsageError, hydra_message
 from gdfit.paths import conf_dir
 from gdfit.results import Fit, Runs
-from gdfit.train import Result
 
 # Importing MLflow imports tqdm.auto, which in a Jupyter kernel warns that ipywidgets is missing
 # (and falls back to the text bar gdfit shows there) or that it uses the widget: noise in a cell.
 warnings.filterwarnings("ignore", message="IProgress not found", module="tqdm")
 warnings.filterwarnings("ignore", message="Using `tqdm.autonotebook.tqdm`", module="tqdm")
 
-__all__ = ["KEYWORDS", "Fit", "Result", "Runs", "compose", "fit", "run", "runs", "sweep"]
+__all__ = ["KEYWORDS", "Fit", "Runs", "compose", "fit", "runs", "sweep"]
 
 # Short keywords and the settings they stand for. Groups (backend, optimizer, model, device,
 # tracking) are keywords under their own names. `experiment` is the MLflow experiment, as in
@@ -89,7 +85,7 @@ def _with_hydra(overrides) -> DictConfig:
         with initialize_config_dir(str(conf_dir()), version_base="1.3"):
             return hydra_compose("config", list(overrides), return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as error:
-        raise ConfigError.from_line(describe(error)) from error
+        raise ConfigError.from_line(hydra_message(error)) from error
 
 
 def _checked(cfg: DictConfig) -> DictConfig:
@@ -122,32 +118,6 @@ def _preset_sweep(cfg: DictConfig) -> str | None:
     choices = cfg.hydra.runtime.choices
     found = [f"{g}={choices[g]}" for g in ("experiment", "hparams_search") if choices.get(g)]
     return found[0] if found else "hydra.mode=MULTIRUN"
-
-
-def hydra_value(value) -> str:
-    """`value` in Hydra's override grammar: numbers as Python writes them, lists and tuples as
-    [a,b], None as null, a plain word bare and any other string quoted."""
-    if isinstance(value, np.ndarray | np.generic):
-        value = value.tolist()
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, numbers.Integral):
-        return str(int(value))
-    if isinstance(value, numbers.Real):
-        return repr(float(value))
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(hydra_value(v) for v in value) + "]"
-    text = str(value)
-    if _PLAIN.fullmatch(text) and text.lower() not in _NOT_STRINGS:
-        return text
-    escaped = text.replace("\\", "\\\\").replace("'", "\\'").replace("${", "\\${")
-    return f"'{escaped}'"
-
-
-_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-/]*")  # read by Hydra as this very string
-_NOT_STRINGS = {"null", "true", "false", "inf", "nan"}  # bare, Hydra reads these as values
 
 
 def key_of(name: str) -> str:
@@ -205,29 +175,6 @@ def _check_progress(progress: str) -> None:
 # ---- runs ----
 
 
-def run(
-    cfg: DictConfig,
-    *,
-    overrides: list[str] = (),
-    tags: dict[str, str] | None = None,
-    parent: str | None = None,
-    snapshot_steps=None,
-    progress: str = "lines",
-) -> Result:
-    """One tracked run of `cfg`: validate, prepare, fit, record. `overrides` and `tags` are
-    recorded with it; `parent`: the id of a run to nest it under (a sweep's parent run);
-    `snapshot_steps`: keep the parameters after these many updates in `Result.snapshots`
-    (default: train.frame_steps); `progress`: what the console shows (console.PROGRESS)."""
-    tags = dict(tags or {})
-    if parent is not None:
-        from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID  # ~1 s: only when asked
-
-        tags[MLFLOW_PARENT_RUN_ID] = parent
-    return train.train(
-        cfg, overrides=overrides, tags=tags, snapshot_steps=snapshot_steps, progress=progress
-    )
-
-
 def fit(*settings: str, progress: str = "bar", **keywords) -> Fit:
     """Fit once and log the run, as `gdfit-train <settings>` does: the same config, the same
     code, the same MLflow run (params, metrics, tags, artifacts), so gdfit-rerun reruns it.
@@ -238,7 +185,7 @@ def fit(*settings: str, progress: str = "bar", **keywords) -> Fit:
     sweep, "experiment=compare_backends": gdfit.sweep runs those); a diverged or failed run
     raises its GdfitError (the run is logged FAILED).
     """
-    from gdfit import multirun
+    from gdfit import sweeps
 
     _check_progress(progress)
     strings = override_strings(settings, keywords)
@@ -248,8 +195,8 @@ def fit(*settings: str, progress: str = "bar", **keywords) -> Fit:
         key, _, name = preset.partition("=")
         raise ConfigError(key, f"{name} is a sweep of several runs; run it with gdfit.sweep")
     cfg = _checked(full)
-    multirun.check_single_run(cfg)
-    return Fit.of(run(cfg, overrides=strings, progress=progress))
+    sweeps.check_single_run(cfg)
+    return train.train(cfg, overrides=strings, progress=progress)
 
 
 def sweep(*settings: str, progress: str = "bar", **keywords) -> Runs:
@@ -269,18 +216,17 @@ def sweep(*settings: str, progress: str = "bar", **keywords) -> Runs:
     Optuna's search (hparams_search=...) and hydra/ launchers stay with gdfit-train.
     Returns the jobs as Runs, oldest first.
     """
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from gdfit import multirun, tracking
+    from gdfit import sweeps
     from gdfit.console import job_line
+    from gdfit.store import resolve_uri
 
     _check_progress(progress)
     strings = override_strings(settings, keywords, grid=True)
     _refuse_hydra_settings(strings)
-    parser = OverridesParser.create()
     try:
-        parsed = parser.parse_overrides(strings)
+        parsed = OverridesParser.create().parse_overrides(strings)
         # A preset's own sweep (experiment=compare_backends) comes first, as -m reads it.
         base = _with_hydra([o.input_line for o in parsed if not o.is_sweep_override()])
         if not base.hydra.sweeper._target_.endswith(".BasicSweeper"):
@@ -290,32 +236,32 @@ def sweep(*settings: str, progress: str = "bar", **keywords) -> Runs:
                 key, f"{name} is a search, not a grid of runs; run it with gdfit-train {preset}"
             )
         params = base.hydra.sweeper.get("params") or {}
-        parsed = parser.parse_overrides([f"{k}={v}" for k, v in params.items()] + strings)
-        (jobs,) = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+        jobs = config.grid([f"{k}={v}" for k, v in params.items()] + strings)
     except (HydraException, OmegaConfBaseException) as error:
-        raise ConfigError.from_line(describe(error)) from error
+        raise ConfigError.from_line(hydra_message(error)) from error
     cfgs = [compose(*job) for job in jobs]
-    stores = {(tracking.resolve_uri(c.tracking.uri), c.tracking.experiment) for c in cfgs}
+    stores = {(resolve_uri(c.tracking.uri), c.tracking.experiment) for c in cfgs}
     if len(stores) > 1:
         raise ConfigError("tracking", "one sweep logs to one store and experiment; sweep each")
     ((uri, experiment),) = stores
-    lifecycle = multirun.MlflowSweep()
+    lifecycle = sweeps.Sweep()
     lifecycle.sweep_yaml = OmegaConf.to_yaml({"gdfit.sweep": strings, "jobs": jobs})
     handed = lifecycle.open(
-        uri, experiment, strings, "BasicSweeper", "gdfit.sweep", cfgs[0].sweep.resume
+        uri, experiment, strings, "BasicSweeper", "gdfit.sweep", len(jobs), cfgs[0].sweep.resume
     )
     status = "FAILED"
     try:
         with _environment(handed):  # where each job's run finds its parent, as -m's jobs do
             for job, cfg in zip(jobs, cfgs, strict=True):
 
-                def fit_one(job=job, cfg=cfg) -> float:
-                    result = run(cfg, overrides=job, progress=progress)
+                def fit_one(opened: Any, job: list[str] = job, cfg: DictConfig = cfg) -> float:
+                    result = train.train(cfg, overrides=job, progress=progress, opened=opened)
                     if progress != "lines":
                         print(job_line(result), flush=True)
                     return result.final_loss
 
-                multirun.run_job(cfg, fit_one, cfg.tracking.run_name or train.default_run_name(cfg))
+                name = cfg.tracking.run_name or train.default_run_name(cfg)
+                sweeps.run_job(cfg, fit_one, name)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
@@ -356,7 +302,8 @@ def runs(
     "gdfit"; sweep parents left out), narrowed by an MLflow search `filter`. `tracking_uri`
     defaults as gdfit-train's does. An unknown run or experiment raises UsageError.
     """
-    from gdfit import summary, tracking
+    from gdfit import readback as stored
+    from gdfit.store import resolve_uri
 
     if sum([bool(refs), parent is not None, experiment is not None]) > 1:
         raise UsageError("name runs, or give parent= or experiment=, not several")
@@ -364,10 +311,10 @@ def runs(
         raise UsageError("filter= goes with parent= or experiment=, not with runs named directly")
     if not refs and parent is None and experiment is None:
         experiment = "gdfit"
-    uri = tracking.resolve_uri(tracking_uri, "tracking_uri")
-    named = [r.run_id if isinstance(r, Result) else str(r) for r in refs]
+    uri = resolve_uri(tracking_uri, "tracking_uri")
+    named = [r.run_id if isinstance(r, Fit) else str(r) for r in refs]
     try:
-        found, parent_id = summary.select(
+        found, parent_id = stored.select(
             uri, named, parent, experiment, filter, say=lambda how: print(f"gdfit: {how}")
         )
     except GdfitError:

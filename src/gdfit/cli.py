@@ -1,103 +1,33 @@
-"""How gdfit's commands end: one line on stderr and a documented exit code, never a traceback
-for a user's mistake. Exit codes: 0 done, 1 the run failed (diverged, store unreachable),
-2 a bad setting, 130 / 143 stopped by SIGINT / SIGTERM.
+"""`gdfit-train`: Hydra's entry into gdfit. It composes the config from conf/ and the command
+line, hands it to the story (gdfit.train), and turns a sweep (-m) into one MLflow parent run
+with a child per job (the `MlflowSweep` callback around gdfit.sweeps).
+
+Importing this module stays light: MLflow takes ~1 s to import, which a mistyped setting should
+not have to wait for, so the heavy modules are imported once Hydra has composed the config.
 """
 
-import argparse
-import dataclasses
-import os
-import re
-import signal
+import gc
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import NoReturn
+from typing import Any, NoReturn
 
-from hydra.errors import HydraException, MissingConfigException
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, read_write
 
-from gdfit.errors import ConfigError, GdfitError, Stopped, UsageError
-from gdfit.redaction import redact, redact_logs
-
-_full_trace = False  # the user set HYDRA_FULL_ERROR=1: let errors through with their traceback
-_TYPE_NAMES = {"Integer": "an integer", "Float": "a number", "Boolean": "true or false"}
+from gdfit import config
+from gdfit.errors import GdfitError, TrackingError, UsageError, fail, reported_errors
+from gdfit.paths import conf_dir
 
 
-def describe(error: Exception) -> str:
-    """One line for a Hydra or OmegaConf error: the dotted key and what it accepts."""
-    if isinstance(error, MissingConfigException) and error.options:
-        group, _, option = (error.missing_cfg_file or "").rpartition("/")
-        return f"{group}={option}: unknown option; choose one of {', '.join(error.options)}"
-    cause = error.__cause__ if isinstance(error.__cause__, OmegaConfBaseException) else error
-    key = getattr(cause, "full_key", None)
-    first = str(getattr(cause, "msg", None) or cause).splitlines()[0]
-    if key and (m := re.match(r"Value '(.*)' of type '.*' could not be converted to (\w+)", first)):
-        return f"{key}: must be {_TYPE_NAMES.get(m[2], m[2])} (got {m[1]!r})"
-    schema = dataclasses.is_dataclass(getattr(cause, "object_type", None))  # not a free dict
-    if key and isinstance(cause, ConfigKeyError | AttributeError) and schema:
-        valid = [f.name for f in dataclasses.fields(cause.object_type)]
-        name = key.rpartition(".")[2]
-        hint = _nearest(key, cause.object_type)
-        return f"{key}: no such setting; {hint or f'{name!r} is not one of ' + ', '.join(valid)}"
-    if m := re.match(r"Ambiguous value for argument '(([^=]+)=.*)'", first):
-        return (
-            f"{m[1]}: several values without -m; to run each one, sweep: gdfit-train -m {m[1]} "
-            f"(a list value is written {m[2]}=[a,b], a string with commas {m[2]}='a,b')"
-        )
-    lines = [line for line in str(error).splitlines() if line.strip()]
-    return f"{key + ': ' if key else ''}{first if key else ' '.join(lines[:2])}"
+def version_line() -> str:
+    """gdfit's version and those of the libraries that decide its numbers and its store."""
+    from importlib.metadata import version
 
+    from gdfit import __version__
 
-def _dotted_keys(schema, prefix: str = "") -> list[str]:
-    """Every leaf key below a dataclass schema, dotted (`optimizer.lr`, `train.steps`, ...)."""
-    keys = []
-    for f in dataclasses.fields(schema):
-        inner = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
-        if dataclasses.is_dataclass(inner):
-            keys += _dotted_keys(type(inner), f"{prefix}{f.name}.")
-        else:
-            keys.append(prefix + f.name)
-    return keys
-
-
-def _nearest(key: str, schema) -> str | None:
-    """'did you mean optimizer.lr?' for `lr`: keys that end in the same name, else close ones."""
-    import difflib
-
-    if not dataclasses.is_dataclass(schema):
-        return None
-    prefix = key.rpartition(".")[0]
-    keys = [f"{prefix}.{k}" if prefix else k for k in _dotted_keys(schema)]
-    name = key.rpartition(".")[2]
-    same = [k for k in keys if k.rpartition(".")[2] == name and k != key]
-    found = same or difflib.get_close_matches(key, keys, n=3, cutoff=0.75)
-    return f"did you mean {' or '.join(found)}?" if found else None
-
-
-def refuse_group_lists(overrides: list[str], groups: dict) -> None:
-    """`backend=[numpy,tensor]` would merge both options into one run and `optimizer=null`
-    would leave the group empty; a group takes a single option, so say which there are and
-    how to run each. `groups`: group name -> its folder of options."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    parser = OverridesParser.create()
-    for line in overrides:
-        try:
-            (o,) = parser.parse_overrides([line])
-        except Exception:  # not an override, or malformed: Hydra reports it in its own words
-            continue
-        if o.key_or_group in groups and o.value() is None and not o.is_delete():
-            options = sorted(p.stem for p in groups[o.key_or_group].glob("*.yaml"))
-            raise ConfigError(
-                o.key_or_group, f"needs an option: one of {', '.join(options)}", o.input_line
-            )
-        if o.key_or_group in groups and isinstance(o.value(), list):
-            names = ",".join(str(v) for v in o.value())
-            raise ConfigError(
-                o.key_or_group,
-                f"takes one option, not a list; to run each, sweep: -m {o.key_or_group}={names}",
-                o.input_line,
-            )
+    libs = [f"{name} {version(name)}" for name in ("hydra-core", "mlflow", "numpy")]
+    return f"gdfit {__version__} ({', '.join(libs)})"
 
 
 def refuse_mode_clash(args: list[str]) -> None:
@@ -112,104 +42,156 @@ def refuse_mode_clash(args: list[str]) -> None:
         )
 
 
-def version_line() -> str:
-    """gdfit's version and those of the libraries that decide its numbers and its store."""
-    from importlib.metadata import version
-
-    from gdfit import __version__
-
-    libs = [f"{name} {version(name)}" for name in ("hydra-core", "mlflow", "numpy")]
-    return f"gdfit {__version__} ({', '.join(libs)})"
+config.register()
 
 
-def add_tracking_uri(parser: argparse.ArgumentParser) -> None:
-    """`--tracking-uri`, defaulting as `gdfit-train` does (see tracking.resolve_uri)."""
-    parser.add_argument(
-        "--tracking-uri",
-        default=None,
-        metavar="URI",
-        help="default: $MLFLOW_TRACKING_URI, else the project's mlruns/ store",
-    )
+@hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
+def hydra_main(cfg: DictConfig) -> float:
+    """One run of the composed config. A failed single run exits with its one-line error; a
+    sweep's job goes through `sweeps.run_job` (resume; a failed job leaves a FAILED child and
+    returns +inf, what the Optuna sweeper needs, so that the other jobs go on)."""
+    from gdfit import console, sweeps, train
 
+    if not gc.isenabled():  # the first job of this process: what is imported now lives on
+        gc.freeze()
+        gc.enable()
+    hydra_cfg = HydraConfig.get()
+    overrides = list(hydra_cfg.overrides.task)
+    sweeping = hydra_cfg.mode.name == "MULTIRUN"
+    # A sweep's job prints one line, unless the user asked for its loss lines.
+    lines = not sweeping or any(o.startswith("train.log_every=") for o in overrides)
 
-STOPPING = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+    def run(opened: Any = lambda run_id: None) -> float:
+        config.check_composed(cfg, hydra_cfg.runtime.choices)
+        progress = "lines" if lines else "none"
+        result = train.train(cfg, overrides=overrides, progress=progress, opened=opened)
+        if not lines:
+            print(console.job_line(result), flush=True)
+        return result.final_loss
 
-
-_stopping = False  # a stopping signal has arrived: the command is closing its run and ending
-
-
-def _raise_stopped(signum, frame) -> None:
-    """The first Ctrl-C or stopping signal stops the command (Stopped, a KeyboardInterrupt);
-    those after it are ignored, so that Ctrl-C pressed three times in a row cannot cut short
-    the closing of the run, or kill the process by the default handler Python restores while
-    it exits (an exit by signal, not 130)."""
-    global _stopping
-    if _stopping:
-        return
-    _stopping = True
-    raise KeyboardInterrupt if signum == signal.SIGINT else Stopped(signum)
-
-
-@contextmanager
-def signals_deferred() -> Iterator[None]:
-    """Hold back Ctrl-C and the stopping signals while a run is being closed (its last points
-    sent, its status set): a second Ctrl-C must not cut that short and leave it RUNNING. They
-    arrive, and act, when the block ends."""
-    held = {signal.SIGINT, *STOPPING}
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    if sweeping:
+        return sweeps.run_job(cfg, run, cfg.tracking.run_name or train.default_run_name(cfg))
     try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
-
-
-@contextmanager
-def reported_errors() -> Iterator[None]:
-    """Run a command so that its known failures end as one line and an exit code.
-
-    Hydra is told to let errors through (HYDRA_FULL_ERROR) so they can be described here;
-    a user who sets HYDRA_FULL_ERROR=1 still gets the full stack trace.
-    """
-    global _full_trace, _stopping
-    before = os.environ.get("HYDRA_FULL_ERROR")
-    full_trace = _full_trace = before == "1"
-    os.environ["HYDRA_FULL_ERROR"] = "1"
-    # A closed terminal (SIGHUP), SIGTERM and SIGQUIT end a run as Ctrl-C does: KILLED, with
-    # what it has logged, instead of leaving it RUNNING.
-    _stopping = False
-    previous = {s: signal.signal(s, _raise_stopped) for s in (signal.SIGINT, *STOPPING)}
-    redact_logs()  # Hydra logs each sweep job's overrides, a tracking.uri's password too
-    try:
-        yield
+        sweeps.check_single_run(cfg)
+        return run()
     except GdfitError as error:
-        if full_trace:
-            raise
         fail(error)
-    except (HydraException, OmegaConfBaseException) as error:
-        if full_trace:
-            raise
-        _exit(describe(error), 2)
-    except KeyboardInterrupt as error:
-        signum = error.signum if isinstance(error, Stopped) else signal.SIGINT
-        notes = getattr(error, "__notes__", [])
-        _exit("; ".join([f"stopped by {signal.Signals(signum).name}", *notes]), 128 + signum)
-    finally:
-        for s, handler in previous.items():  # a stopped command ends: later signals ignored
-            signal.signal(s, signal.SIG_IGN if _stopping else handler)
-        if before is None:
-            os.environ.pop("HYDRA_FULL_ERROR", None)
-        else:
-            os.environ["HYDRA_FULL_ERROR"] = before
 
 
-def fail(error: GdfitError) -> NoReturn:
-    """Print the error (with the notes that say what became of the run) and exit; re-raise it
-    when the user asked for full traces."""
-    if _full_trace:
-        raise error
-    _exit("; ".join([str(error), *getattr(error, "__notes__", [])]), error.exit_code)
+def main() -> None:
+    """Console entry point: `gdfit-train [overrides]`."""
+    args = sys.argv[1:]
+    if "--version" in args:
+        print(version_line())
+        return
+    with reported_errors():
+        refuse_mode_clash(args)
+        groups = {p.name: p for p in conf_dir().iterdir() if p.is_dir()}
+        config.refuse_group_lists([a for a in args if "=" in a and not a.startswith("-")], groups)
+        # Importing MLflow, SQLAlchemy and matplotlib leaves ~10^6 objects that live as long as
+        # the process; collecting while they are built walked them again and again (~1 s).
+        # The first job freezes them out of the collector's way (see hydra_main).
+        gc.disable()
+        try:
+            hydra_main()
+        finally:
+            gc.enable()
 
 
-def _exit(message: str, code: int) -> NoReturn:
-    print(f"gdfit: error: {redact(message)}", file=sys.stderr, flush=True)
-    sys.exit(code)
+# ---- a sweep: its parent run around Hydra's jobs ----
+
+
+def _stop(error: GdfitError) -> NoReturn:
+    """Hydra turns an exception raised by a callback into a warning and goes on; a sweep that
+    cannot start, or whose jobs failed, ends with gdfit's one line and exit code instead."""
+    print(f"gdfit: error: {error}", file=sys.stderr, flush=True)
+    raise SystemExit(error.exit_code)
+
+
+def sweep_size(cfg: DictConfig) -> int | None:
+    """How many jobs the sweep will run: the grid's size for Hydra's basic sweeper, the number
+    of trials for Optuna's; None when that cannot be told in advance."""
+    sweeper = cfg.hydra.sweeper
+    if "Optuna" in sweeper._target_:
+        return int(sweeper.n_trials)
+    if not sweeper._target_.endswith("BasicSweeper"):
+        return None
+    params = sweeper.get("params") or {}
+    lines = [f"{k}={v}" for k, v in params.items()] + list(cfg.hydra.overrides.task)
+    try:
+        return len(config.grid(lines))
+    except Exception:  # glob(...) and the like need Hydra's config loader
+        return None
+
+
+class MlflowSweep(Callback):
+    """Hydra's callbacks around a multirun: the sweep's parent run (gdfit.sweeps.Sweep).
+
+    Hydra builds this callback for single runs too, so MLflow is imported inside the sweep
+    hooks only. The parent's id and store reach the jobs as `hydra.job.env_set` overrides:
+    Hydra composes every job's config from them (in this process, a worker, or a pickled
+    submitit job on another host) and sets them around the job, also where the environment
+    does not reach it (a Slurm cluster with `SBATCH_EXPORT=NONE`)."""
+
+    def __init__(self) -> None:
+        self.sweep: Any = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if "Optuna" in config.hydra.sweeper._target_:
+            _quiet_optuna()
+        try:
+            self._start(config)
+        except GdfitError as error:
+            _stop(error)
+        except Exception as error:
+            _stop(TrackingError(f"cannot start the sweep's parent run: {error}"))
+
+    def _start(self, config: DictConfig) -> None:
+        from gdfit import sweeps
+        from gdfit.config import hydra_value
+        from gdfit.store import resolve_uri
+
+        self.sweep = sweeps.Sweep()
+        handed = self.sweep.open(
+            resolve_uri(config.tracking.uri),
+            config.tracking.experiment,
+            list(config.hydra.overrides.task),
+            config.hydra.sweeper._target_.rpartition(".")[2],
+            config.hydra.launcher._target_.rpartition(".")[2],
+            sweep_size(config),
+            config.sweep.resume,
+        )
+        with read_write(config.hydra.overrides):
+            for key, value in handed.items():
+                line = f"++hydra.job.env_set.{key}={hydra_value(str(value))}"
+                config.hydra.overrides.hydra.append(line)
+        self.sweep.sweep_yaml = OmegaConf.to_yaml(config)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from gdfit import sweeps
+
+        if self.sweep is None:
+            return
+        try:
+            jobs, failed = self.sweep.finish("FINISHED")
+        except Exception as error:
+            self.sweep.ended_early()
+            _stop(TrackingError(f"the jobs ended but the sweep's summary was not written: {error}"))
+        if failed or not jobs:
+            said = f"{len(failed)} of {len(jobs)} jobs failed" if jobs else "no job was recorded"
+            _stop(sweeps.SweepFailed(said))
+
+
+def _quiet_optuna() -> None:
+    """Optuna announces its study at INFO through a colouring handler of its own, escape codes
+    and all even into a file; keep its warnings only, coloured only on a terminal."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if not sys.stderr.isatty():
+        optuna.logging.disable_default_handler()
+        optuna.logging.enable_propagation()
+
+
+if __name__ == "__main__":
+    main()

@@ -37,7 +37,7 @@ _OUTAGE = re.compile(r"API request to \S+ failed with (timeout )?exception")
 
 
 def connect(uri: str) -> Client:
-    """A client on `uri`, a store address tracking.checked_uri has accepted."""
+    """A client on `uri`, a store address store.checked_uri has accepted."""
     _quiet_store_logs()
     if uri.startswith(("http://", "https://")):
         for key, value in HTTP_DEFAULTS.items():
@@ -207,7 +207,7 @@ class Client(MlflowClient):
 
 def server_wait() -> float:
     """How long a run waits for a server that went away: GDFIT_SERVER_WAIT seconds, else
-    RETRY_SECONDS. What it still holds then is kept on disk (gdfit.unsent)."""
+    RETRY_SECONDS. What it still holds then is kept on disk (gdfit.outbox)."""
     text = os.environ.get("GDFIT_SERVER_WAIT")
     if text is None:
         return RETRY_SECONDS

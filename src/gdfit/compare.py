@@ -4,6 +4,7 @@
   gdfit-compare RUN [RUN ...]            runs named directly (a sweep parent stands for its jobs)
   gdfit-compare --experiment gdfit --filter "params.`backend.name` = 'tensor'"
   gdfit-compare --parent RUN --format csv > runs.csv
+  gdfit-compare RUN --figures figs/       each run's fit.png and loss.png, drawn from the store
 
 RUN is a run id, a unique prefix of one (as git takes commits) or a run name (the newest run
 of that name). Rows are sorted by final_loss, best first, unless --sort says otherwise.
@@ -21,19 +22,11 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from gdfit import summary, tracking
-from gdfit.cli import add_tracking_uri, reported_errors
-from gdfit.errors import GdfitError, UsageError
+from gdfit import comparisons, readback, redraw
+from gdfit.errors import GdfitError, UsageError, reported_errors
 from gdfit.redaction import redact
+from gdfit.store import add_tracking_uri, resolve_uri
 
-# Settings shown under a short title; any other setting that differs between the runs gets a
-# column of its own under its dotted name.
-SETTINGS = {
-    "backend": "backend.name",
-    "optimizer": "optimizer.name",
-    "lr": "optimizer.lr",
-    "seed": "train.seed",
-}
 FORMATS = ("table", "csv", "markdown", "json")
 # At a narrow terminal these go first, in this order (settings that are the same in every run
 # move to a line above the table before anything else goes). Never dropped: run_id, status,
@@ -73,6 +66,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--out", metavar="PATH", help="write the overlay of the loss curves (.png, .pdf or .svg)"
     )
+    parser.add_argument(
+        "--figures",
+        metavar="DIR",
+        help="write each run's fit.png and loss.png into DIR/<run name>/, drawn from the store",
+    )
     args = parser.parse_args(argv)
     chosen = [bool(args.runs), args.parent is not None, args.experiment is not None]
     if sum(chosen) != 1:
@@ -82,52 +80,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-# ---- which runs ----
-
-
-def select(uri: str, args: argparse.Namespace) -> list:
-    """The runs to show, chosen as gdfit.runs chooses them (summary.select)."""
-    runs, _ = summary.select(
-        uri,
-        args.runs,
-        args.parent,
-        args.experiment,
-        args.filter,
-        say=lambda how: print(f"gdfit-compare: {how}", file=sys.stderr),
-    )
-    return runs
-
-
-# ---- one record per run, whatever the format ----
-
-
-def records(runs) -> tuple[list[str], list[dict]]:
-    """Column names and one dict per run: id, name, settings, results, coefficients, seconds."""
-    shown = set(SETTINGS.values())
-    extra = [k for k in summary.swept_keys(runs) if k not in shown]
-    coefs = summary.coefficient_keys(runs)
-    columns = [
-        "run_id",
-        "run_name",
-        *SETTINGS,
-        *extra,
-        "status",
-        "final_loss",
-        "loss_gap",
-        *coefs,
-        "train_seconds",
-    ]
-    out = []
-    for r in runs:
-        params, metrics = r.data.params, r.data.metrics
-        row = {"run_id": r.info.run_id, "run_name": r.info.run_name}
-        row |= {title: params.get(key) for title, key in SETTINGS.items()}
-        row |= {key: params.get(key) for key in extra}
-        row["status"] = r.info.status
-        for key in ["final_loss", "loss_gap", *coefs, "train_seconds"]:
-            row[key] = metrics.get(key)
-        out.append(row)
-    return columns, out
+# ---- the rows, whatever the format (readback.table) ----
 
 
 def sort(columns: list[str], rows: list[dict], key: str) -> list[dict]:
@@ -171,8 +124,7 @@ def text(column: str, value) -> str:
 
 
 def as_csv(columns: list[str], rows: list[dict]) -> str:
-    table = [["" if r[c] is None else r[c] for c in columns] for r in rows]
-    return summary.to_csv(columns, table)
+    return readback.to_csv(columns, rows)
 
 
 def as_json(rows: list[dict]) -> str:
@@ -292,10 +244,10 @@ def figure_path(out: str) -> Path:
     return path
 
 
-def write_figure(uri: str, runs, path: Path) -> None:
+def write_figure(uri: str, found: list, path: Path) -> None:
     """The overlay of the runs' loss curves, written whole or not at all."""
     suffix = path.suffix.lower().lstrip(".")
-    figure = summary.comparison(uri, runs)
+    figure = comparisons.comparison(uri, found)
     with tempfile.NamedTemporaryFile(dir=path.parent, suffix=path.suffix, delete=False) as tmp:
         pass
     try:
@@ -307,15 +259,22 @@ def write_figure(uri: str, runs, path: Path) -> None:
 
 
 def compare(args: argparse.Namespace) -> int:
-    uri = tracking.resolve_uri(args.tracking_uri, "--tracking-uri")
+    uri = resolve_uri(args.tracking_uri, "--tracking-uri")
     out = figure_path(args.out) if args.out else None
     try:
-        runs = select(uri, args)
+        found, _ = readback.select(
+            uri,
+            args.runs,
+            args.parent,
+            args.experiment,
+            args.filter,
+            say=lambda how: print(f"gdfit-compare: {how}", file=sys.stderr),
+        )
     except GdfitError:
         raise
     except Exception as error:  # a bad filter, an unreachable store
         raise GdfitError(f"cannot read runs from {uri}: {str(error).splitlines()[0]}") from error
-    if not runs:
+    if not found:
         what = f"parent run {args.parent}" if args.parent else f"experiment {args.experiment!r}"
         print(
             f"gdfit-compare: no runs match ({what}"
@@ -323,7 +282,7 @@ def compare(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    columns, rows = records(runs)
+    columns, rows = readback.table(found)
     rows = sort(columns, rows, args.sort)
     if args.format == "csv":
         sys.stdout.write(as_csv(columns, rows))
@@ -335,8 +294,17 @@ def compare(args: argparse.Namespace) -> int:
         print_table(columns, rows)
     if out:
         order = {r["run_id"]: i for i, r in enumerate(rows)}
-        write_figure(uri, sorted(runs, key=lambda r: order[r.info.run_id]), out)
+        write_figure(uri, sorted(found, key=lambda r: order[r.info.run_id]), out)
         print(f"wrote {out}", file=sys.stderr if args.format != "table" else sys.stdout)
+    if args.figures:
+        said = sys.stderr if args.format != "table" else sys.stdout
+        for run in found:
+            try:
+                written = redraw.save(uri, run, Path(args.figures))
+            except GdfitError as error:
+                print(f"gdfit-compare: {run.info.run_name}: not drawn: {error}", file=sys.stderr)
+                continue
+            print(f"wrote {', '.join(str(p) for p in written)}", file=said)
     return 0
 
 

@@ -14,11 +14,15 @@ lengths, combinations) before any run is created.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
+import numbers
 import os
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -26,10 +30,13 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from gdfit import registry
 from gdfit.devices import DEVICES
-from gdfit.errors import ConfigError
-from gdfit.multirun import sweeps_dir
+from gdfit.errors import ConfigError, nearest
+from gdfit.paths import sweeps_dir
 
 MAX_SEED = 2**32 - 1
+FIGURES = ("auto", "all", "none")
+FIGURES_AUTO_MOST = 64  # tracking.figures=auto: a sweep of more jobs draws its best runs only
+FIGURES_AUTO_BEST = 10
 BYTES_PER_POINT = 16 * 8
 DTYPES = ("float32", "float64")
 
@@ -78,6 +85,10 @@ class TrackingConfig:
     experiment: str = "gdfit"  # MLflow experiment name
     run_name: str | None = None  # null: <backend>-<optimizer>-lr<lr>-seed<seed>
     curve_points: int = 500  # most `loss` metric points (>= 2), evenly spaced; loss.npz: all
+    # fit.png, loss.png and the fit images of each run: all | none | auto (every run of a
+    # single run or of a sweep up to FIGURES_AUTO_MOST jobs; above, the sweep's best
+    # FIGURES_AUTO_BEST runs, drawn at its end from what the store holds)
+    figures: str = "auto"
 
 
 @dataclass
@@ -165,9 +176,7 @@ def _unknown_key_hint(node: DictConfig, prefix: str, key: str, known: list[str])
         if owners:
             have = "has" if len(owners) == 1 else "have"
             return f"not a setting of {group}={node.name}; {' and '.join(owners)} {have} it"
-    from gdfit.cli import _nearest  # the same hint Hydra's own unknown-key errors get
-
-    hint = _nearest(f"{prefix}{key}", OmegaConf.get_type(node))
+    hint = nearest(f"{prefix}{key}", OmegaConf.get_type(node))  # as Hydra's own errors get
     return f"no such setting; {hint or f'{key!r} is not one of ' + ', '.join(known)}"
 
 
@@ -209,12 +218,8 @@ def validate(cfg: DictConfig) -> None:
     if not 0 <= cfg.train.seed <= MAX_SEED:  # what numpy's and torch's generators accept
         raise ConfigError("train.seed", f"must be between 0 and {MAX_SEED}", cfg.train.seed)
     _fits_in_memory(cfg.data.n_points)
-    if len(cfg.tracking.experiment) > 200 or not cfg.tracking.experiment.isprintable():
-        raise ConfigError(
-            "tracking.experiment",
-            "must be at most 200 printable characters",
-            cfg.tracking.experiment,
-        )
+    check_experiment_name(cfg.tracking.experiment)
+    _one_of("tracking.figures", cfg.tracking.figures, FIGURES)
     _finite("data.x_min", cfg.data.x_min)
     _finite("data.x_max", cfg.data.x_max)
     if not cfg.data.x_min < cfg.data.x_max:
@@ -223,9 +228,15 @@ def validate(cfg: DictConfig) -> None:
         )
     if cfg.tracking.curve_points < 2:
         raise ConfigError("tracking.curve_points", "must be >= 2", cfg.tracking.curve_points)
-    if not cfg.tracking.experiment:
-        raise ConfigError("tracking.experiment", "must be a non-empty name")
     models.given_start(models.build(cfg.model), cfg.model.init)
+
+
+def check_experiment_name(name: str, key: str = "tracking.experiment") -> None:
+    """An MLflow experiment name gdfit can store and show: 1 to 200 printable characters."""
+    if not name:
+        raise ConfigError(key, "must be a non-empty name")
+    if len(name) > 200 or not name.isprintable():
+        raise ConfigError(key, "must be at most 200 printable characters", name)
 
 
 def _fits_in_memory(n_points: int) -> None:
@@ -267,3 +278,78 @@ def _check_combination(cfg: DictConfig, model, backend) -> None:
 
 def _backend(name: str):
     return registry.load("backend", name)
+
+
+# ---- the override grammar: what the commands and the API write for Hydra ----
+
+
+def hydra_value(value: Any) -> str:
+    """`value` in Hydra's override grammar: numbers as Python writes them, lists and tuples as
+    [a,b], None as null, a plain word bare and any other string quoted (`${` escaped, so that
+    Hydra never resolves what was meant as text)."""
+    if hasattr(value, "tolist"):  # a numpy array or number
+        value = value.tolist()
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real):
+        return repr(float(value))
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(hydra_value(v) for v in value) + "]"
+    text = str(value)
+    if _PLAIN.fullmatch(text) and text.lower() not in _NOT_STRINGS:
+        return text
+    escaped = text.replace("\\", "\\\\").replace("'", "\\'").replace("${", "\\${")
+    return f"'{escaped}'"
+
+
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-/]*")  # read by Hydra as this very string
+_NOT_STRINGS = {"null", "true", "false", "inf", "nan"}  # bare, Hydra reads these as values
+
+
+def refuse_group_lists(overrides: list[str], groups: Mapping[str, Path]) -> None:
+    """`backend=[numpy,tensor]` would merge both options into one run and `optimizer=null`
+    would leave the group empty; a group takes a single option, so say which there are and
+    how to run each. `groups`: group name -> its folder of options."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for line in overrides:
+        try:
+            (o,) = parser.parse_overrides([line])
+        except Exception:  # not an override, or malformed: Hydra reports it in its own words
+            continue
+        if o.key_or_group in groups and o.value() is None and not o.is_delete():
+            options = sorted(p.stem for p in groups[o.key_or_group].glob("*.yaml"))
+            raise ConfigError(
+                o.key_or_group, f"needs an option: one of {', '.join(options)}", o.input_line
+            )
+        if o.key_or_group in groups and isinstance(o.value(), list):
+            names = ",".join(str(v) for v in o.value())
+            raise ConfigError(
+                o.key_or_group,
+                f"takes one option, not a list; to run each, sweep: -m {o.key_or_group}={names}",
+                o.input_line,
+            )
+
+
+def grid(lines: list[str]) -> list[list[str]]:
+    """The jobs of a grid sweep over override strings, as Hydra's basic sweeper lists them: a
+    later key's value changes first, a key given twice keeps its last values. HydraException
+    for a sweep the basic sweeper does not take (a range of floats, glob without a config)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    values: dict[str, list[str]] = {}
+    for o in OverridesParser.create().parse_overrides(lines):
+        key = o.get_key_element()
+        if not o.is_sweep_override():
+            values[key] = [f"{key}={o.get_value_element_as_str()}"]
+        elif o.is_discrete_sweep():
+            values[key] = [f"{key}={v}" for v in o.sweep_string_iterator()]
+        else:
+            raise HydraException(f"a grid cannot sweep {o.input_line}: give the values one by one")
+    return [list(job) for job in itertools.product(*values.values())]

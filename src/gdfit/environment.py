@@ -76,7 +76,7 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def describe(device: str, overrides: list[str], git: dict[str, str]) -> dict:
+def collect(device: str, overrides: list[str], git: dict[str, str]) -> dict:
     """Everything environment.json holds; `git` is `git_state()` (its diff travels as its own
     artifact)."""
     info = {
@@ -105,7 +105,7 @@ def git_tags(git: dict[str, str]) -> dict[str, str]:
 
 
 def tags(info: dict) -> dict[str, str]:
-    """The run tags drawn from `describe` (git's come from `git_tags`): versions, machine and
+    """The run tags drawn from `collect` (git's come from `git_tags`): versions, machine and
     the command."""
     out = {f"gdfit.env.{k}": v for k, v in info["versions"].items()}
     out |= {"gdfit.platform": info["platform"], "gdfit.cpu": info["cpu"]}

@@ -7,38 +7,16 @@ Plain functions of values already at hand: no MLflow import here.
 from __future__ import annotations
 
 import math
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
 NOTE_TAG = "mlflow.note.content"
-DEGREE_NAMES = {0: "constant", 1: "line", 2: "quadratic", 3: "cubic", 4: "quartic", 5: "quintic"}
 
 
-def shown_uri(uri: str) -> str:
-    """`uri` with any user:password@ part and query string removed, fit to print or store."""
-    parts = urlsplit(uri)
-    if parts.username is None and parts.password is None and not parts.query:
-        return uri
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", parts.fragment))
-
-
-def store_option(uri: str, default_uri: str) -> str:
-    """` --tracking-uri URI` when `uri` is not where the commands look by default."""
-    return "" if uri == default_uri else f" --tracking-uri {shown_uri(uri)}"
-
-
-def _model_text(cfg) -> str:
-    model, data = cfg.model, cfg.data
-    degree = model.get("degree")
-    what = (
-        f"a {DEGREE_NAMES.get(degree, f'degree-{degree} polynomial')}"
-        if degree is not None
-        else f"model {model.get('name', '?')}"
-    )
+def _model_text(cfg: Any, what: str) -> str:
+    data = cfg.data
     return (
-        f"{what} fitted to {data.target}(x) on {data.n_points:,} points "
-        f"in [{data.x_min:.6g}, {data.x_max:.6g}]"
+        f"{what} (model={cfg.model.name}) fitted to {data.target}(x) on {data.n_points:,} "
+        f"points in [{data.x_min:.6g}, {data.x_max:.6g}]"
     )
 
 
@@ -48,10 +26,11 @@ def _optimizer_text(optimizer) -> str:
 
 
 def run_note(
-    cfg,
+    cfg: Any,
     run_id: str,
     status: str,
     *,
+    what: str,
     rerun: str,
     result_line: str | None = None,
     final_loss: float | None = None,
@@ -59,13 +38,14 @@ def run_note(
     diverged_at: int | None = None,
     error: str | None = None,
 ) -> str:
-    """What ran, the example's `Result:` line, the final loss and its gap to the optimum, how
-    the run ended, and the command that reruns it (`rerun`: the store option, if any)."""
+    """What ran (`what`: the model's own words for its function), the example's `Result:`
+    line, the final loss and its gap to the optimum, how the run ended, and the command that
+    reruns it (`rerun`: the store option, if any)."""
     lines = [
         f"**{cfg.backend.name}** backend ({cfg.backend.dtype}, {cfg.device.name}) · "
         f"**{_optimizer_text(cfg.optimizer)}** · {cfg.train.steps:,} steps · seed {cfg.train.seed}",
         "",
-        _model_text(cfg) + ", gradient descent on the sum of squared errors.",
+        _model_text(cfg, what) + ", gradient descent on the sum of squared errors.",
         "",
     ]
     if result_line:
@@ -102,57 +82,46 @@ def _relative(gap: float, optimum: float) -> str:
 
 
 def sweep_note(
-    runs, parent_id: str, *, swept: list[str], store: str, view: str | None, best_id: str | None
+    columns: list[str],
+    rows: list[dict],
+    parent_id: str,
+    *,
+    store: str,
+    view: str | None,
+    best_id: str | None,
 ) -> str:
-    """A ranked markdown table of a sweep's jobs (best first; failed ones last, with why) and
-    the commands that compare and rerun them. `runs`: MLflow Run objects of the children."""
-
-    def key(r):
-        loss = r.data.metrics.get("final_loss", math.inf)
-        return (r.info.status != "FINISHED", loss if math.isfinite(loss) else math.inf)
-
-    ranked = sorted(runs, key=key)
-    failed = [r for r in ranked if r.info.status != "FINISHED"]
-    header = ["#", "run", *swept, "status", "final_loss", "loss_gap"]
+    """A ranked markdown table of a sweep's jobs (`rows` of runs.table, best first; failed ones
+    last, with `ended`: why) and the commands that compare and rerun them. Only the settings
+    that differ between the jobs are shown."""
+    settings = columns[2 : columns.index("status")]
+    varied = [c for c in settings if len({r[c] for r in rows}) > 1]
+    failed = [r for r in rows if r["status"] != "FINISHED"]
+    header = ["#", "run", *varied, "status", "final_loss", "loss_gap"]
     lines = [
-        f"Sweep of {len(runs)} jobs, {len(failed)} not finished; "
-        f"varied: {', '.join(swept) or 'nothing'}.",
+        f"Sweep of {len(rows)} jobs, {len(failed)} not finished; "
+        f"varied: {', '.join(varied) or 'nothing'}.",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
     ]
-    for rank, r in enumerate(ranked, 1):
-        m = r.data.metrics
+    for rank, r in enumerate(rows, 1):
+        loss, gap = r["final_loss"], r["loss_gap"]
         cells = [
             str(rank),
-            f"{r.info.run_name} `{r.info.run_id[:8]}`",
-            *(r.data.params.get(k, "") for k in swept),
-            r.info.status,
-            f"{m['final_loss']:.8g}" if "final_loss" in m else "",
-            f"{m['loss_gap']:.3g}" if "loss_gap" in m else "",
+            f"{r['run_name']} `{r['run_id'][:8]}`",
+            *(r[c] or "" for c in varied),
+            r["status"],
+            "" if loss is None else f"{loss:.8g}",
+            "" if gap is None else f"{gap:.3g}",
         ]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     if failed:
         lines += ["", "Not finished:", ""]
-        for r in failed:
-            lines.append(f"- `{r.info.run_id[:8]}` {r.info.run_name}: {why(r)}")
-    lines += [
-        "",
-        f"Compare: `gdfit-compare --parent {parent_id}{store}`  ",
-    ]
+        lines += [f"- `{r['run_id'][:8]}` {r['run_name']}: {r['ended']}" for r in failed]
+    lines += ["", f"Compare: `gdfit-compare --parent {parent_id}{store}`  "]
     lines.append(f"Rerun every job: `gdfit-rerun {parent_id}{store}`")
     if best_id:
         lines.append(f"Rerun the best: `gdfit-rerun {best_id}{store}`")
     if view:
         lines.append(f"View: {view}")
     return "\n".join(lines)
-
-
-def why(run) -> str:
-    """Why a job did not finish, from its tags."""
-    tags = run.data.tags
-    if "gdfit.diverged_at_step" in tags:
-        return f"diverged at step {tags['gdfit.diverged_at_step']}"
-    if "gdfit.error" in tags:
-        return tags["gdfit.error"].splitlines()[0][:300]
-    return {"KILLED": "stopped", "RUNNING": "still running or lost"}.get(run.info.status, "failed")

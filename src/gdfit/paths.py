@@ -1,5 +1,7 @@
-"""Where gdfit finds its Hydra configs and where its default MLflow store lives."""
+"""Where gdfit finds its Hydra configs, where its default MLflow store lives, and where Hydra
+keeps a sweep's own files."""
 
+import os
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -29,3 +31,16 @@ def project_root() -> Path:
 def default_store_dir() -> Path:
     """`mlruns/` of the project: holds `mlflow.db` and the `artifacts/` folder."""
     return project_root() / "mlruns"
+
+
+def sweeps_dir(uri: str | None) -> str:
+    """Where Hydra keeps a sweep's own files (multirun.yaml, Optuna's results, submitit's job
+    folders): beside the sqlite store in use, else `multirun/` in the working directory; never
+    the code's checkout when the store lives elsewhere. Jobs on other hosts read their pickled
+    job from here, so on a cluster it must be on a shared filesystem (or set hydra.sweep.dir)."""
+    uri = uri or os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        return str(default_store_dir() / "sweeps")
+    if uri.startswith("sqlite:///"):
+        return str(Path(uri.removeprefix("sqlite:///")).parent / "sweeps")
+    return str(Path.cwd() / "multirun")

@@ -15,6 +15,8 @@ import logging
 import os
 import re
 from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 MASK = "***"
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|KEY", re.IGNORECASE)
@@ -26,6 +28,23 @@ _QUERY_SECRET = re.compile(
     r"([?&;][^=&#\s'\"]*(?:pass|secret|token|key|auth|sig|cred)[^=&#\s'\"]*=)[^&#\s'\"]+",
     re.IGNORECASE,
 )
+
+
+def public_uri(uri: str) -> str:
+    """`uri` with any user:password@ part and its query string removed: an address fit to
+    print, store or build other addresses on (the UI's)."""
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None and not parts.query:
+        return uri
+    host = parts.hostname or ""
+    host = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", parts.fragment))
+
+
+def is_public(uri: str) -> bool:
+    """Whether `uri` carries nothing that `public_uri` would remove (it may go into files)."""
+    return public_uri(uri) == uri
 
 
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
@@ -60,7 +79,7 @@ def redact(text: str, secrets: list[str] | None = None) -> str:
     return text
 
 
-def redact_data(data, secrets: list[str] | None = None):
+def redact_data(data: Any, secrets: list[str] | None = None) -> Any:
     """`redact` applied to every string inside nested dicts, lists and tuples (keys too); the
     environment is read once for all of them."""
     secrets = secret_values() if secrets is None else secrets

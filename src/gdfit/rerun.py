@@ -18,11 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from mlflow.entities import RunTag
 from omegaconf import DictConfig, OmegaConf
 
-from gdfit import api, config, tracking
-from gdfit.cli import add_tracking_uri, reported_errors
-from gdfit.errors import Diverged, GdfitError, TrackingError
+from gdfit import api, config, readback, train
+from gdfit.client import connect, reading
+from gdfit.errors import Diverged, GdfitError, TrackingError, reported_errors
+from gdfit.notes import NOTE_TAG
+from gdfit.store import add_tracking_uri, resolve_uri
 
 # Groups whose option every gdfit config.yaml has recorded since the first; later groups (model)
 # may be absent from an older run, which had their default option.
@@ -31,19 +34,6 @@ GROUPS = ("backend", "optimizer", "device")
 
 class CannotRerun(GdfitError):
     exit_code = 2
-
-
-def hydra_value(value) -> str:
-    """`value` in Hydra's override grammar."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, list):
-        return "[" + ",".join(hydra_value(v) for v in value) + "]"
-    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def overrides_for(logged: dict, experiment: str, uri: str, extra: list[str]) -> list[str]:
@@ -69,11 +59,11 @@ def overrides_for(logged: dict, experiment: str, uri: str, extra: list[str]) -> 
     for key, value in leaves(logged, ""):
         if key.split(".")[0] in switched or key.startswith("tracking."):
             continue
-        out.append(f"{key}={hydra_value(value)}")
+        out.append(f"{key}={config.hydra_value(value)}")
     curve_points = logged.get("tracking", {}).get("curve_points", 10000)
     out += [
-        f"tracking.uri={hydra_value(uri)}",
-        f"tracking.experiment={hydra_value(experiment)}",
+        f"tracking.uri={config.hydra_value(uri)}",
+        f"tracking.experiment={config.hydra_value(experiment)}",
         f"tracking.curve_points={curve_points}",
     ]
     return out + extra
@@ -176,7 +166,9 @@ def rerun_one(uri: str, original, args: argparse.Namespace) -> tuple[int, str, s
     """Rerun one run; (exit code, the verdict, the line that says it)."""
     run_id = original.info.run_id
     try:
-        experiment, config_text = tracking.read_config(uri, original)
+        config_text = readback.artifact_text(uri, original, "config.yaml")
+        with reading(uri):
+            experiment = connect(uri).get_experiment(original.info.experiment_id).name
     except TrackingError as error:
         raise CannotRerun(f"cannot rerun: {error}") from error
     logged = load_logged(config_text, run_id)
@@ -184,8 +176,9 @@ def rerun_one(uri: str, original, args: argparse.Namespace) -> tuple[int, str, s
     cfg.tracking.run_name = rerun_name(original.info.run_name, args.overrides)
     # Like with like: a run logged before loss.npz existed has only its `loss` metric, so the
     # rerun's every-step curve is compared at that metric's steps.
-    whole = tracking.full_curve(uri, run_id)
-    steps, losses = whole if whole is not None else tracking.metric_curve(uri, run_id)
+    whole = readback.saved_curve(uri, run_id)
+    was = whole or readback.metric_curve(uri, run_id)
+    steps, losses = was.steps.tolist(), was.losses
     metrics = original.data.metrics
     old_coef = [metrics[k] for k in sorted(metrics, key=_power) if k.startswith("coef_")]
     old = (list(steps), np.array(losses), np.array(old_coef))
@@ -193,16 +186,23 @@ def rerun_one(uri: str, original, args: argparse.Namespace) -> tuple[int, str, s
     with tempfile.TemporaryDirectory(prefix="gdfit-check-") as scratch:
         if args.check:  # run it in a store that is thrown away
             cfg.tracking.uri = f"sqlite:///{Path(scratch) / 'mlflow.db'}"
-        store = tracking.resolve_uri(cfg.tracking.uri)
-        diverged = None
+        store = resolve_uri(cfg.tracking.uri)
+        diverged, created = None, []
         try:
-            result = api.run(cfg, overrides=args.overrides, tags={"gdfit.rerun_of": run_id})
+            result = train.train(
+                cfg,
+                overrides=args.overrides,
+                tags={"gdfit.rerun_of": run_id},
+                opened=created.append,
+            )
             new_id, new = result.run_id, (result.loss_steps, result.losses, result.coef)
         except Diverged as error:  # compare where it diverged, as the original may have
-            new_id, diverged = error.run_id, error.step
-            new_steps, new_losses = tracking.loss_curve(store, new_id)
-            new = (new_steps, np.array(new_losses), np.array([]))
-        for line in version_warnings(original.data.tags, tracking.run_tags(store, new_id)):
+            new_id, diverged = created[0], error.step
+            curve = readback.loss_curve(store, new_id)
+            new = (curve.steps.tolist(), curve.losses, np.array([]))
+        with reading(store):
+            tags = connect(store).get_run(new_id).data.tags
+        for line in version_warnings(original.data.tags, tags):
             print(f"gdfit-rerun: warning: {line}", file=sys.stderr)
         if whole is None:
             new = at_steps(new, old[0])
@@ -218,8 +218,25 @@ def rerun_one(uri: str, original, args: argparse.Namespace) -> tuple[int, str, s
             line = f"check of {run_id}: {shown}: {details} (ran in a scratch store; nothing logged)"
         else:
             line = f"rerun {new_id} of {run_id}: {shown}: {details}"
-            tracking.record_verdict(store, new_id, run_id, args.overrides, f"{shown}: {details}")
+            verdict_said = f"{shown}: {details}"
+            record_verdict(store, new_id, run_id, args.overrides, verdict_said, tags)
     return (1 if outcome == "different" else 0), shown, line
+
+
+def record_verdict(
+    uri: str, run_id: str, of: str, overrides: list[str], verdict: str, tags: dict[str, str]
+) -> None:
+    """Tag the rerun `run_id` (whose tags were `tags`) with its verdict, and put what it
+    changed and how it came out above its description."""
+    changed = f" with `{' '.join(overrides)}`" if overrides else " with the logged config"
+    line = f"**Rerun** of `{of}`{changed}: {verdict}"
+    note = tags.get(NOTE_TAG, "")
+    text = f"{line}\n\n{note}" if note else line
+    connect(uri).log_batch(
+        run_id,
+        tags=[RunTag("gdfit.rerun_verdict", verdict[:5000]), RunTag(NOTE_TAG, text[:5000])],
+        synchronous=True,
+    )
 
 
 def _power(key: str) -> int:
@@ -227,9 +244,9 @@ def _power(key: str) -> int:
 
 
 def rerun(args: argparse.Namespace) -> int:
-    uri = tracking.resolve_uri(args.tracking_uri, "--tracking-uri")
+    uri = resolve_uri(args.tracking_uri, "--tracking-uri")
     try:
-        original, how = tracking.find_run(uri, args.run_id)
+        original, how = readback.find_run(uri, args.run_id)
     except GdfitError as error:
         raise CannotRerun(f"cannot rerun: {error}") from error
     if how:
@@ -238,7 +255,7 @@ def rerun(args: argparse.Namespace) -> int:
         code, _, line = rerun_one(uri, original, args)
         print(line)
         return code
-    jobs = tracking.search_runs(uri, parent=original.info.run_id)
+    jobs = readback.search_runs(uri, parent=original.info.run_id)
     print(f"gdfit-rerun: {original.info.run_name} is a sweep of {len(jobs)} jobs; rerunning each")
     results = []
     for job in jobs:

@@ -1,27 +1,39 @@
 """What gdfit.fit, gdfit.sweep and gdfit.runs return, and how a notebook shows it.
 
-`Fit` is one run's result (train.Result) with the run's own figures; `Runs` is a set of runs
-read back from MLflow as a pandas DataFrame in the form `mlflow.search_runs` gives, with
-their comparison figure. Both show in Jupyter as a short HTML summary; figures come from the
-run's logged fit.png and loss.png or from gdfit.summary's comparison, so a notebook shows what
-the MLflow UI shows.
+`Fit` is one run's result, with the run's own figures; `Runs` is a set of runs read back from
+MLflow as a pandas DataFrame in the form `mlflow.search_runs` gives, with their table and
+comparison figure. Both show in Jupyter as a short HTML summary; figures come from the run's
+logged fit.png and loss.png or from gdfit.comparisons, so a notebook shows what the MLflow UI
+shows.
 """
 
 import base64
 import html
 import io
+from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
+from typing import Any
 
-from gdfit.train import Result
+import numpy as np
+from omegaconf import DictConfig
 
 
-class Fit(Result):
+@dataclass
+class Fit:
     """One tracked run: `run_id`, `run_name`, `coef` (in the model's `param_names` order), the
-    logged loss curve `loss_steps` / `losses`, `final_loss`, `optimal_loss`, `loss_gap`, `cfg`."""
+    logged loss curve `loss_steps` / `losses`, `final_loss`, `optimal_loss`, `loss_gap`, `cfg`,
+    and `snapshots` (step -> the parameters after that many updates)."""
 
-    @classmethod
-    def of(cls, result: Result) -> "Fit":
-        return cls(**{name: getattr(result, name) for name in result.__dataclass_fields__})
+    run_id: str
+    run_name: str
+    coef: np.ndarray  # (n_params,) float64
+    loss_steps: np.ndarray  # (n,) every step (evenly thinned past 10^7 steps), as in loss.npz
+    losses: np.ndarray  # (n,) float64, the loss before the update at each of those steps
+    final_loss: float
+    optimal_loss: float | None  # None for a model without a closed-form optimum
+    cfg: DictConfig
+    snapshots: dict[int, np.ndarray] = field(default_factory=dict)
 
     @property
     def loss_gap(self) -> float | None:
@@ -31,12 +43,12 @@ class Fit(Result):
     @property
     def uri(self) -> str:
         """The tracking store the run is in."""
-        from gdfit import tracking
+        from gdfit.store import resolve_uri
 
-        return tracking.resolve_uri(self.cfg.tracking.uri)
+        return resolve_uri(self.cfg.tracking.uri)
 
     @cached_property
-    def model(self):
+    def model(self) -> Any:
         from gdfit import models
 
         return models.build(self.cfg.model)
@@ -50,12 +62,21 @@ class Fit(Result):
         """The fitted function, as the example's last line prints it."""
         return self.model.describe(self.coef)
 
+    def figures(self) -> dict[str, Any]:
+        """fit.png and loss.png as matplotlib Figures, drawn from the run's store (whether or
+        not the run drew them: see tracking.figures)."""
+        from gdfit import redraw
+        from gdfit.readback import find_run
+
+        run, _ = find_run(self.uri, self.run_id)
+        return redraw.figures(self.uri, run)[0]
+
     @cached_property
     def images(self) -> dict[str, bytes]:
         """The run's fit.png and loss.png as logged (those it has), read from its store."""
-        from gdfit import tracking
+        from gdfit.readback import artifact_bytes
 
-        found = {n: tracking.artifact_bytes(self.uri, self.run_id, n) for n in FIT_IMAGES}
+        found = {n: artifact_bytes(self.uri, self.run_id, n) for n in FIT_IMAGES}
         return {n: data for n, data in found.items() if data}
 
     def __repr__(self) -> str:
@@ -98,6 +119,16 @@ class Runs:
     def __init__(self, uri: str, runs: list, parent_id: str | None = None):
         self.uri, self.runs, self.parent_id = uri, runs, parent_id
 
+    def draw(self, folder: str | Path) -> list[Path]:
+        """Write each run's fit.png and loss.png into `folder`/<run name>/, drawn from the
+        store; the paths written."""
+        from gdfit import redraw
+
+        written = []
+        for run in self.runs:
+            written += redraw.save(self.uri, run, Path(folder))
+        return written
+
     def __len__(self) -> int:
         return len(self.runs)
 
@@ -106,23 +137,23 @@ class Runs:
         return search_frame(self.runs)
 
     @cached_property
-    def summary(self):
+    def summary(self) -> Any:
         import pandas as pd
 
-        from gdfit import summary
+        from gdfit.readback import table
 
-        header, rows = summary.rows(self.runs)
-        frame = pd.DataFrame(rows, columns=header)
-        for column in header[header.index("final_loss") :]:  # metrics: "" where a run has none
+        columns, rows = table(self.runs)
+        frame = pd.DataFrame(rows, columns=columns)
+        for column in columns[columns.index("final_loss") :]:  # metrics: NaN where none
             frame[column] = pd.to_numeric(frame[column], errors="coerce")
         return frame
 
     @cached_property
-    def figure(self):
+    def figure(self) -> Any:
         """The runs' loss curves on one plot (a matplotlib Figure), None when there are none."""
-        from gdfit import summary
+        from gdfit import comparisons
 
-        return summary.comparison(self.uri, self.runs) if self.runs else None
+        return comparisons.comparison(self.uri, self.runs) if self.runs else None
 
     def __repr__(self) -> str:
         parent = f" of sweep {self.parent_id[:8]}" if self.parent_id else ""

@@ -21,10 +21,11 @@ import urllib.request
 import webbrowser
 from importlib.metadata import entry_points
 
-from gdfit import tracking, uiapp, views
-from gdfit.cli import add_tracking_uri, reported_errors
-from gdfit.errors import ConfigError, GdfitError, Stopped, UsageError
-from gdfit.notes import shown_uri
+from gdfit import store, uiapp, views
+from gdfit.errors import ConfigError, GdfitError, Stopped, UsageError, reported_errors
+from gdfit.paths import default_store_dir
+from gdfit.redaction import public_uri
+from gdfit.store import add_tracking_uri
 
 STOP_SECONDS = 1.5  # after SIGTERM, how long the server may take before it is killed
 SPARE_PORTS = 20  # when the default port is taken, the next ports tried before any free one
@@ -155,12 +156,12 @@ def choose_port(host: str, asked: int | None, local_url) -> int:
 
 def check_store(uri: str, create: bool) -> None:
     """Refuse a sqlite store that does not exist yet, unless asked to create one."""
-    db = tracking.sqlite_path(uri)
+    db = store.sqlite_path(uri)
     if db.is_file() and db.stat().st_size > 0:
         return
     if create:
         return
-    hint = "run gdfit-train first, " if db == tracking.default_store_dir() / "mlflow.db" else ""
+    hint = "run gdfit-train first, " if db == default_store_dir() / "mlflow.db" else ""
     raise ConfigError(
         "--tracking-uri",
         f"no MLflow store at {db}; check the path, or {hint}pass --create to start an empty one",
@@ -170,12 +171,12 @@ def check_store(uri: str, create: bool) -> None:
 def check_experiment(uri: str, name: str) -> None:
     """Refuse an experiment the store does not hold (a typo would otherwise create it)."""
     try:
-        names = tracking.experiment_names(uri)
+        names = store.experiment_names(uri)
     except Exception:
         return  # open_experiment says what is wrong with the store
     if name not in names:
         raise UsageError(
-            f"no experiment {name!r} in {shown_uri(uri)}; experiments there: "
+            f"no experiment {name!r} in {public_uri(uri)}; experiments there: "
             f"{', '.join(names) or 'none'} (--create starts it)"
         )
 
@@ -202,7 +203,7 @@ def server_command(args: argparse.Namespace, uri: str, port: int) -> list[str]:
         "--backend-store-uri",
         uri,
         "--artifacts-destination",
-        str(tracking.sqlite_path(uri).parent / "artifacts"),
+        str(store.sqlite_path(uri).parent / "artifacts"),
         "--host",
         args.host,
         "--port",
@@ -241,15 +242,15 @@ def last_words(log) -> str:
 
 def serve(args: argparse.Namespace) -> int:
     os.environ.update(SERVER_ENV)  # no usage reports from this process either
-    uri = tracking.resolve_uri(args.tracking_uri, "--tracking-uri")
+    uri = store.resolve_uri(args.tracking_uri, "--tracking-uri")
     if uri.startswith(("http://", "https://")):
         return point_at_server(uri, args)
-    if tracking.sqlite_path(uri) is None:
+    if store.sqlite_path(uri) is None:
         raise ConfigError(
             "--tracking-uri",
             "gdfit-ui serves a local sqlite store; for a database, run mlflow server on it "
             "and open its address",
-            shown_uri(uri),
+            public_uri(uri),
         )
     check_store(uri, args.create)
     if not args.create:
@@ -262,7 +263,7 @@ def serve(args: argparse.Namespace) -> int:
         return f"http://{shown_host}:{port}"
 
     port = choose_port(args.host, args.port, local_url)
-    _, experiment_id = tracking.open_experiment(uri, args.experiment)
+    _, experiment_id = store.open_experiment(uri, args.experiment)
     return run_server(args, uri, port, local_url(port), experiment_id)
 
 
@@ -328,9 +329,9 @@ def run_server(args: argparse.Namespace, uri: str, port: int, url: str, experime
 
 def point_at_server(uri: str, args: argparse.Namespace) -> int:
     """A tracking server serves its own UI: print (and open) gdfit's view there."""
-    _, experiment_id = tracking.open_experiment(uri, args.experiment)
+    _, experiment_id = store.open_experiment(uri, args.experiment)
     view = views.address(uri, experiment_id)
-    print(f"{shown_uri(uri)} is an MLflow server with its own UI; gdfit's view there:\n  {view}")
+    print(f"{public_uri(uri)} is an MLflow server with its own UI; gdfit's view there:\n  {view}")
     if args.open:
         open_in_browser(view)
     return 0

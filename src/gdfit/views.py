@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import json
 import time
-from urllib.parse import urlsplit, urlunsplit
+
+from gdfit.redaction import public_uri
+from gdfit.uiapp import landing
 
 VIEW_KEY = "gdfit"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
@@ -223,17 +225,10 @@ def address(uri: str, experiment_id: str, run_id: str | None = None) -> str | No
     store (a database that a server elsewhere reads) has no address gdfit knows: None.
     """
     if uri.startswith(("http://", "https://")):
-        parts = urlsplit(uri)
-        host = parts.hostname or ""
-        netloc = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets
-        if parts.port:
-            netloc += f":{parts.port}"
-        base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+        base = public_uri(uri).rstrip("/")
     elif uri.startswith("sqlite:///"):
         # gdfit-ui's server: through its landing page, which keeps MLflow's assistant panel
         # from opening over the view (see gdfit.uiapp).
-        from gdfit.uiapp import landing
-
         return landing(page(f"http://{UI_HOST}:{UI_PORT}", experiment_id, run_id))
     else:
         return None

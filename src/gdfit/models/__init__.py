@@ -11,6 +11,9 @@ A model module (its name is its option, `model=<name>`, in conf/model/<name>.yam
         param_names          ["coef_0", ...]: the metric names of the parameters, in order
         init(rng)            (n_params,) float64 random start point
         init_hint            how to write `model.init` by hand, for error messages
+        what                 the function class as a short noun phrase, for run descriptions:
+                             "a cubic", "a cubic in the Chebyshev basis", "the tutorial's
+                             Legendre model y = a + b P3(c + d x)"
         features(x)          tuple of float64 numpy arrays computed once from x (n_points,);
                              a backend converts each to its own arrays
         predict(p, F)        the model's y at every point

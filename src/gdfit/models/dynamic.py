@@ -65,6 +65,7 @@ def dynamic_net():
 class Model:
     param_names = [f"coef_{k}" for k in range(5)]  # a, b, c, d, e
     init_hint = "5 numbers: a, b, c, d, e"
+    what = "the tutorial's dynamic net (a cubic plus random x^4, x^5 terms)"
 
     def __init__(self, settings):
         self.seed = settings.seed

@@ -45,6 +45,7 @@ def legendre_polynomial3():
 class Model:
     param_names = ["coef_0", "coef_1", "coef_2", "coef_3"]  # a, b, c, d
     init_hint = "4 numbers: a, b, c, d of y = a + b P3(c + d x)"
+    what = "the tutorial's Legendre model y = a + b P3(c + d x)"
 
     def __init__(self, settings):
         pass

@@ -15,6 +15,7 @@ from gdfit.errors import ConfigError
 
 GRADIENTS = ("hand", "autograd", "module")
 MAX_DEGREE = 20
+DEGREE_NAMES = {0: "constant", 1: "line", 2: "quadratic", 3: "cubic", 4: "quartic", 5: "quintic"}
 
 
 @dataclass
@@ -32,11 +33,17 @@ def check(cfg) -> None:
         )
 
 
+def degree_name(degree: int) -> str:
+    """The function class as runs are described: "a cubic", "a degree-7 polynomial"."""
+    return f"a {DEGREE_NAMES.get(degree, f'degree-{degree} polynomial')}"
+
+
 class Model:
     def __init__(self, settings):
         self.degree = settings.degree
         self.param_names = [f"coef_{k}" for k in range(self.degree + 1)]
         self.init_hint = f"degree+1 = {self.degree + 1} numbers, lowest power first"
+        self.what = degree_name(self.degree)
 
     def init(self, rng: np.random.Generator) -> np.ndarray:
         return rng.standard_normal(self.degree + 1)

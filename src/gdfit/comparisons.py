@@ -1,63 +1,14 @@
-"""A table of runs: the settings that differ between them and how each fit ended.
+"""The figures that compare runs (comparison.png, final_loss_vs_<key>.png), and what they call
+each run: the settings that set it apart, in short (`tensor, lr=1e-6`).
 
-Shared by the sweep's parent run (summary.csv, comparison.png, final_loss_vs_<key>.png),
-`gdfit-compare` and gdfit.runs, which also share `select`, the choice of runs to read back.
+Shared by a sweep's parent, `gdfit-compare --out` and gdfit.runs.
 """
 
-import csv
-import io
 import math
 
-from gdfit import plots, tracking
-from gdfit.errors import UsageError
-
-RESULT_COLUMNS = ["status", "final_loss", "loss_gap"]
-
-
-def swept_keys(runs) -> list[str]:
-    """Params whose values differ between the runs (run names, tracking and the resume of a
-    sweep aside)."""
-    keys = sorted({k for r in runs for k in r.data.params})
-    differ = [k for k in keys if len({r.data.params.get(k) for r in runs}) > 1]
-    return [k for k in differ if not k.startswith(("tracking.", "sweep."))]
-
-
-def coefficient_keys(runs) -> list[str]:
-    found = {k for r in runs for k in r.data.metrics if k.startswith("coef_")}
-    return sorted(found, key=lambda k: int(k.split("_")[1]))
-
-
-def rows(runs) -> tuple[list[str], list[list]]:
-    """(header, one row per run): id, name, swept settings, results, coefficients, seconds."""
-    swept, coefs = swept_keys(runs), coefficient_keys(runs)
-    header = ["run_id", "run_name", *swept, *RESULT_COLUMNS, *coefs, "train_seconds"]
-    table = []
-    for r in runs:
-        m = r.data.metrics
-        table.append(
-            [
-                r.info.run_id,
-                r.info.run_name,
-                *(r.data.params.get(k, "") for k in swept),
-                r.info.status,
-                m.get("final_loss", ""),
-                m.get("loss_gap", ""),
-                *(m.get(k, "") for k in coefs),
-                m.get("train_seconds", ""),
-            ]
-        )
-    return header, table
-
-
-def to_csv(header: list[str], table: list[list]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(table)
-    return out.getvalue()
-
-
-# ---- what sets each run apart, in short: the legends and axes of the comparison figures ----
+from gdfit import overlays
+from gdfit import readback as stored
+from gdfit.readback import swept_keys
 
 SELF_NAMED = {"name", "dtype", "target"}  # values that say what they are: adam, float32, sin
 NOT_SETTINGS = {"train.log_every"}  # varies the console only, never the result
@@ -173,14 +124,6 @@ class Labeller:
         return tuple(p for p in found if p)
 
 
-def ended(run) -> str:
-    """Empty for a finished run; else how it ended: `diverged at step 3`, `failed`, `killed`."""
-    if run.info.status == "FINISHED":
-        return ""
-    step = run.data.tags.get("gdfit.diverged_at_step")
-    return f"diverged at step {step}" if step else run.info.status.lower()
-
-
 def comparison(uri: str, runs):
     """The overlay of every run's loss curve, told apart by what varies: a legend of short
     labels for a few runs; for many, a colour scale over the swept number (the learning rate
@@ -197,25 +140,25 @@ def comparison(uri: str, runs):
     )
     curves = []
     for index, r in enumerate(runs):
-        steps, losses = tracking.loss_curve(uri, r.info.run_id, r.info.artifact_uri)
+        curve = stored.loss_curve(uri, r.info.run_id, r.info.artifact_uri)
         value = r.data.params.get(colour) if colour else index + 1
         curves.append(
-            plots.Curve(
+            overlays.Curve(
                 parts=labeller.parts(r) or (r.info.run_name,),
-                steps=steps,
-                losses=losses,
-                ended=ended(r),
+                steps=curve.steps.tolist(),
+                losses=curve.losses.tolist(),
+                ended=stored.ended(r),
                 value=float(value) if value not in (None, "", "None") else None,
                 group=(labeller.part(r, style) or "") if style else "",
             )
         )
     title = f"loss of {len(runs)} runs"
-    if len(runs) <= plots.MAX_LEGEND:
-        return plots.comparison_figure(curves, title=title, optimum=optimum(runs))
+    if len(runs) <= overlays.MAX_LEGEND:
+        return overlays.comparison_figure(curves, title=title, optimum=optimum(runs))
     rest = [short_key(k, keys) for k in keys if k not in (colour, style)]
     if rest:
         title += "; also varying: " + ", ".join(rest[:4]) + (", ..." if len(rest) > 4 else "")
-    return plots.comparison_figure(
+    return overlays.comparison_figure(
         curves,
         colour_by=short_key(colour, keys) if colour else "run, in the order listed",
         style_by=short_key(style, keys) if style else "",
@@ -236,13 +179,13 @@ def versus_figures(runs) -> dict:
         if key in NOT_SETTINGS or not numeric(runs, key):
             continue
         others = [k for k in keys if k != key]
-        series: dict[tuple[str, ...], plots.Series] = {}
+        series: dict[tuple[str, ...], overlays.Series] = {}
         for r in runs:
             value = r.data.params.get(key)
             if value in (None, "", "None"):
                 continue
             parts = labeller.parts(r, others)
-            points = series.setdefault(parts, plots.Series(", ".join(parts)))
+            points = series.setdefault(parts, overlays.Series(", ".join(parts)))
             m = r.data.metrics
             if r.info.status == "FINISHED" and "final_loss" in m:
                 points.finished.append((float(value), m["final_loss"], m.get("loss_gap")))
@@ -251,7 +194,7 @@ def versus_figures(runs) -> dict:
         swept = any(len({p[0] for p in s.finished} | set(s.stopped)) > 1 for s in series.values())
         if swept:
             name = short_key(key, keys)
-            figures[f"final_loss_vs_{key}.png"] = plots.versus_figure(
+            figures[f"final_loss_vs_{key}.png"] = overlays.versus_figure(
                 name, list(series.values()), optimum(runs)
             )
     return figures
@@ -263,59 +206,3 @@ def optimum(runs) -> float | None:
     if found and max(found) - min(found) <= 1e-9 * abs(max(found)):
         return found[0]
     return None
-
-
-def best(runs):
-    """The finished run with the lowest final_loss, or None."""
-    done = [
-        r
-        for r in runs
-        if r.info.status == "FINISHED" and math.isfinite(r.data.metrics.get("final_loss", math.inf))
-    ]
-    return min(done, key=lambda r: r.data.metrics["final_loss"], default=None)
-
-
-# ---- which runs: what gdfit-compare and gdfit.runs read back ----
-
-
-def select(uri: str, refs: list[str], parent, experiment, filter_string: str, say):
-    """(the runs, the parent's run id or None): the runs gdfit-compare and gdfit.runs show,
-    oldest first: those named by `refs` (run ids, id prefixes or run names; a sweep's parent
-    stands for its jobs), the jobs of sweep `parent`, or the runs of `experiment` (sweep parents
-    left out), the last two narrowed by the MLflow search `filter_string`. `say(how)` is told
-    how a run name was resolved ("'x' is run <id>"). UsageError for an unknown run or
-    experiment."""
-
-    def resolve(ref: str):
-        run, how = tracking.find_run(uri, ref)
-        if how:
-            say(how)
-        return run
-
-    if experiment is not None:
-        names = tracking.experiment_names(uri)
-        if experiment not in names:
-            raise UsageError(
-                f"no experiment {experiment!r} in {uri}; "
-                f"experiments there: {', '.join(names) or 'none'}"
-            )
-        return tracking.search_runs(uri, experiment=experiment, filter_string=filter_string), None
-    if parent is not None:
-        parent_id = resolve(parent).info.run_id
-        picked = tracking.search_runs(uri, parent=parent_id, filter_string=filter_string)
-        if not picked and not filter_string:
-            raise UsageError(f"run {parent_id} has no child runs: it is not a sweep parent")
-        return picked, parent_id
-    picked, seen = [], set()
-    for ref in refs:
-        run = resolve(ref)
-        members = (
-            tracking.search_runs(uri, parent=run.info.run_id)
-            if run.data.tags.get("gdfit.sweep") == "true"
-            else [run]
-        )
-        for member in members:
-            if member.info.run_id not in seen:
-                seen.add(member.info.run_id)
-                picked.append(member)
-    return picked, None

@@ -1,0 +1,397 @@
+"""Writing one run to MLflow: its params, its loss curve as it goes, its files and its end.
+
+A run is opened with `tracked_run(...)`, a context manager that ends the MLflow run FINISHED,
+FAILED or KILLED however the block exits, after sending what it still holds. What the store
+cannot take at the end is kept on disk (gdfit.outbox); `TrackedRun.close` then returns a
+`KeptEnd` saying where, for the caller to raise or to add to the error that ended the run.
+"""
+
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from omegaconf import DictConfig, OmegaConf
+
+from gdfit import liveness, outbox, views
+from gdfit.client import Client, ServerAway
+from gdfit.errors import STOPPING, TrackingError
+from gdfit.redaction import public_uri, redact, redact_data
+from gdfit.store import open_experiment, reap_lost, resolve_uri, source_tags
+
+FLUSH_SECONDS = 2.0  # how often buffered loss points are sent while a run goes
+FULL_CURVE_MAX = 10_000_000  # points of loss.npz (float64: 80 MB); longer runs thin evenly
+CURVE_FILE = "loss.npz"  # arrays `steps` (int64), `losses` (float64), and the fit's snapshots
+PARENT_ENV = "GDFIT_SWEEP_PARENT"  # in a sweep's job: the id of its parent run
+NAME_ENV = "GDFIT_SWEEP_NAME"  # and the parent's name, which groups the jobs in the UI
+JOBS_ENV = "GDFIT_SWEEP_JOBS"  # and how many jobs the sweep has, when it is known
+FIGURES_LEFT = "left for the sweep's end"  # tag gdfit.figures of a job that did not draw
+
+
+def flat_params(cfg: DictConfig) -> dict[str, str]:
+    """Every leaf of the resolved config under its dotted key, as MLflow param strings."""
+    out: dict[str, str] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(value, f"{prefix}{key}.")
+        else:
+            out[prefix[:-1]] = json.dumps(node) if isinstance(node, list | None) else str(node)
+
+    walk(OmegaConf.to_container(cfg, resolve=True), "")
+    return out
+
+
+def run_params(cfg: DictConfig, uri: str, run_name: str) -> list[Param]:
+    """The params of a run: its config, with what it actually used where the config says
+    "the default" (null)."""
+    used = {"tracking.uri": public_uri(uri), "tracking.run_name": run_name}
+    return [Param(k, v) for k, v in (flat_params(cfg) | used).items()]
+
+
+def thinned_steps(steps: int, most: int) -> np.ndarray:
+    """At most `most` (>= 2) evenly spaced steps of 0 .. steps-1, the first and last included:
+    step i*(steps-1)//(most-1), in integers so that no step is lost to rounding."""
+    if steps <= most:
+        return np.arange(steps, dtype=np.int64)
+    q, r = divmod(steps - 1, most - 1)
+    i = np.arange(most, dtype=np.int64)
+    return i * q + (i * r) // (most - 1)
+
+
+class CurveLogger:
+    """The loss curve of a run, kept two ways.
+
+    - every step (up to FULL_CURVE_MAX, beyond that thinned evenly) in memory as float64, which
+      the run stores as one artifact, loss.npz, at its end: what gdfit's readers use; with it
+      the parameters at a few steps (`snapshots`), from which the fit's images can be drawn;
+    - the `loss` metric at chart resolution: at most `max_points` evenly spaced steps including
+      the first and the last, sent in batches while the run goes. MLflow's UI samples a metric
+      to ~320 points for its charts anyway, and each point costs the sqlite store ~0.1 ms.
+    """
+
+    def __init__(self, client: Client, run_id: str, steps: int, max_points: int):
+        self.client, self.run_id = client, run_id
+        self.chart = thinned_steps(steps, max_points)  # (<= max_points,) the metric's steps
+        # None: every step is kept; else the steps kept, in order
+        self.kept = thinned_steps(steps, FULL_CURVE_MAX) if steps > FULL_CURVE_MAX else None
+        self.losses = np.empty(min(steps, FULL_CURVE_MAX))  # untouched pages cost nothing
+        self.count = 0  # entries of self.losses filled so far
+        self.snapshots: dict[int, np.ndarray] = {}  # step -> parameters after that many updates
+        self.pending: list[Metric] = []
+        self.last_flush = time.monotonic()
+        self.refused = False  # the store refused points while the run went (said once)
+
+    def add(self, start: int, losses: np.ndarray) -> None:
+        """The losses of steps start .. start+len(losses)-1 (a chunk; cut short on divergence)."""
+        end = start + len(losses)
+        if self.kept is None:
+            self.losses[start:end] = losses
+            self.count = end
+        else:
+            lo, hi = np.searchsorted(self.kept, (start, end))
+            self.losses[lo:hi] = np.asarray(losses)[self.kept[lo:hi] - start]
+            self.count = int(hi)
+        lo, hi = np.searchsorted(self.chart, (start, end))
+        now = int(time.time() * 1000)
+        for step in self.chart[lo:hi].tolist():
+            self.pending.append(Metric("loss", float(losses[step - start]), now, step))
+        if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
+            self.flush(wait=False)
+
+    def curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, losses) of every step so far (thinned evenly past FULL_CURVE_MAX)."""
+        steps = np.arange(self.count) if self.kept is None else self.kept[: self.count]
+        return steps, self.losses[: self.count]
+
+    def write(self, folder: Path) -> None:
+        steps, losses = self.curve()
+        marks = sorted(self.snapshots)
+        snapshots = np.array([self.snapshots[s] for s in marks]) if marks else np.empty((0, 0))
+        np.savez(
+            folder / CURVE_FILE,
+            steps=steps,
+            losses=losses,
+            snapshot_steps=np.array(marks, dtype=np.int64),
+            snapshots=snapshots,  # (len(snapshot_steps), n_params)
+        )
+
+    def flush(self, wait: bool = True) -> None:
+        """Send the pending points; with wait=False a store that cannot take them (a server
+        away, a full disk) keeps them pending and training goes on: the run's end tries again
+        and keeps on disk what it still cannot send (gdfit.outbox)."""
+        if self.pending:
+            try:
+                self.client.log_batch(
+                    self.run_id, metrics=self.pending, synchronous=True, wait=wait
+                )
+            except ServerAway:
+                return
+            except TrackingError as error:
+                if wait:
+                    raise
+                if not self.refused:  # a server away has said so already (client.Client)
+                    print(
+                        f"gdfit: warning: {error}; keeping the loss points and going on",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                self.refused = True
+                self.last_flush = time.monotonic()
+                return
+            self.pending = []
+        self.last_flush = time.monotonic()
+
+
+@dataclass
+class KeptEnd:
+    """The end of a run that the store could not take, kept on disk (or not even that)."""
+
+    error: TrackingError  # what to raise when nothing else ended the run
+    where: str  # the note for an error that had already ended it
+
+
+@dataclass
+class TrackedRun:
+    """One open MLflow run: what `train` logs, by name.
+
+    Files are written into a staging folder and sent in one upload per `send_files` (the
+    run's end sends the rest); metrics and tags wait for the run's end, sent with its last loss
+    points in one write.
+    """
+
+    client: Client
+    run_id: str
+    run_name: str
+    experiment_id: str
+    curve: CurveLogger
+    metrics: list[Metric] = field(default_factory=list)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._staging = tempfile.TemporaryDirectory(prefix="gdfit-run-")
+        self.staged = Path(self._staging.name)
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        now = int(time.time() * 1000)
+        self.metrics += [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+
+    def log_text(self, text: str, name: str) -> None:
+        """Redacted as Client.log_text redacts what it sends (see gdfit.redaction)."""
+        (self.staged / name).write_text(redact(text), encoding="utf-8")
+
+    def log_dict(self, data: dict, name: str) -> None:
+        (self.staged / name).write_text(json.dumps(redact_data(data), indent=2), encoding="utf-8")
+
+    def log_figure(self, figure: Any, name: str) -> None:
+        """A matplotlib figure as the file `name` (fit.png)."""
+        figure.savefig(self.staged / name)
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        self.tags.update({k: str(v) for k, v in tags.items()})
+
+    def log_images(self, frames: list[tuple[int, np.ndarray]], key: str) -> None:
+        """(step, RGB uint8 image) pairs as one MLflow image series: the run page's image chart
+        steps through them. The files are those `MlflowClient.log_image(key=, step=)` writes
+        (a PNG and a compressed WebP per step, named so the UI finds key and step), sent with
+        the run's other files and one tag instead of two uploads and a tag per image."""
+        log_images(self.staged, frames, key)
+        self.set_tags({"mlflow.loggedImages": "True"})
+
+    def send_files(self, must: bool = True) -> None:
+        """Upload what is staged, in one go, and start a new staging folder. With must=False a
+        store that cannot take the files (full, read-only, away) is said once and the files
+        stay staged: the run goes on, and its end sends them or keeps them on disk."""
+        if any(self.staged.iterdir()):
+            try:
+                self.client.log_artifacts(self.run_id, str(self.staged))
+            except TrackingError as error:
+                if must:
+                    raise
+                print(
+                    f"gdfit: warning: {error}; keeping the run's files until its end",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return
+        self._staging.cleanup()
+        self._staging = tempfile.TemporaryDirectory(prefix="gdfit-run-")
+        self.staged = Path(self._staging.name)
+
+    def close(self, status: str) -> KeptEnd | None:
+        """End the run `status` after sending the rest of its curve, loss.npz and every staged
+        file; what the store cannot take is kept on disk, and said in the KeptEnd returned."""
+        metrics, self.curve.pending = self.curve.pending + self.metrics, []
+        tags = dict(self.tags)
+        try:
+            failure = None
+            try:
+                self.curve.write(self.staged)
+            except OSError as error:  # no room where files are staged: kept, written there
+                failure = TrackingError(f"cannot stage the run's loss.npz: {error.strerror}")
+            try:
+                self.send_files()
+            except TrackingError as error:
+                failure = failure or error
+            try:
+                batch = [RunTag(k, v) for k, v in tags.items()]
+                self.client.log_batch(self.run_id, metrics=metrics, tags=batch, synchronous=True)
+                metrics, tags = [], {}
+            except TrackingError as error:
+                failure = failure or error
+            if failure is None:  # else its status would claim data it does not have
+                try:
+                    self.client.set_terminated(self.run_id, status)
+                    return None
+                except TrackingError as error:
+                    failure = error
+            return self._keep(status, failure, metrics, tags)
+        finally:
+            self._staging.cleanup()
+
+    def _keep(
+        self, status: str, failure: TrackingError, metrics: list, tags: dict[str, str]
+    ) -> KeptEnd:
+        """Keep on disk what `failure` kept from the store. A store that still answers is
+        told: the run ends FAILED, tagged where its end is, until sent."""
+        answers = self.client.away_since is None
+        marks = {}
+        if answers:
+            marks["gdfit.unsent"] = ""  # the folder, once it exists
+            if "gdfit.error" not in self.tags:
+                marks["gdfit.error"] = f"the end of the run could not be stored ({failure})"
+        try:
+            folder = outbox.keep(
+                self.client.uri,
+                self.run_id,
+                self.run_name,
+                status,
+                str(failure),
+                metrics,
+                tags,
+                self.staged,
+                marks=list(marks),
+                curve=self.curve,
+            )
+        except TrackingError as lost:
+            said = TrackingError(f"{failure}; {lost}")  # nothing kept: the run ends FAILED
+            kept = KeptEnd(said, str(said))
+        else:
+            where = (
+                f"run {self.run_id}'s end is kept in {folder} "
+                f"({outbox.summary_of(folder, outbox.read(folder))}); send it with "
+                f"`gdfit-send {folder}` once the store can take it"
+            )
+            kept = KeptEnd(TrackingError(f"{failure}: {where}"), where)
+            marks["gdfit.unsent"] = str(folder)
+            if "gdfit.error" in marks:
+                marks["gdfit.error"] += f"; kept in {folder}"
+        if answers:
+            try:
+                marked = [RunTag(k, v[:5000]) for k, v in marks.items() if v]
+                self.client.log_batch(self.run_id, tags=marked, synchronous=True)
+                self.client.set_terminated(self.run_id, "FAILED")
+            except Exception:
+                pass  # the store that refused the rest: the next command reaps the run
+        return kept
+
+
+def log_images(folder: Path, frames: list[tuple[int, np.ndarray]], key: str) -> None:
+    """Write `frames` into `folder/images/` as MLflow's image series files (see log_images)."""
+    import uuid
+
+    from mlflow.tracking.multimedia import compress_image_size
+    from PIL import Image
+
+    now = int(time.time() * 1000)
+    (folder / "images").mkdir(exist_ok=True)
+    for step, pixels in frames:
+        name = folder / "images" / f"{key}+step+{step}+timestamp+{now}+{uuid.uuid4()}"
+        image = Image.fromarray(pixels)
+        image.save(f"{name}.png")
+        compress_image_size(image).save(f"{name}+compressed.webp", method=0)  # WebP's fastest
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold back Ctrl-C and the stopping signals while a run is being closed (its last points
+    sent, its status set): a second Ctrl-C must not cut that short and leave it RUNNING. They
+    arrive, and act, when the block ends."""
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, *STOPPING})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
+def run_tags(tags: dict[str, str]) -> dict[str, str]:
+    """`tags` with MLflow's source tags, the sweep's parent and group, and this process."""
+    tags = {**source_tags(), **tags}
+    if parent := os.environ.get(PARENT_ENV):
+        tags[MLFLOW_PARENT_RUN_ID] = parent
+    tags |= views.group_tag(os.environ.get(NAME_ENV) if parent else None)
+    tags[liveness.PROCESS_TAG] = liveness.identity()
+    return tags
+
+
+@contextmanager
+def tracked_run(
+    cfg: DictConfig,
+    run_name: str,
+    tags: dict[str, str],
+    opened: Callable[[str], None] = lambda run_id: None,
+) -> Iterator[TrackedRun]:
+    """Start a run in `tracking.experiment` with the config's params and `tags`; always end it.
+
+    An exception ends the run FAILED with the error as tag `gdfit.error`; Ctrl-C ends it KILLED.
+    `opened(run_id)` is told the run's id as soon as it exists. The client, not MLflow's fluent
+    API: no process-global active run to leak between jobs that share a worker. In a sweep the
+    run nests under the sweep's parent run through MLflow's own parent tag.
+    """
+    uri = resolve_uri(cfg.tracking.uri)
+    client, experiment_id = open_experiment(uri, cfg.tracking.experiment)
+    tags = run_tags(tags)
+    reap_lost(client, experiment_id, once=True)
+    with signals_deferred():  # no Ctrl-C between the run's creation and its guard below
+        created = client.create_run(experiment_id, run_name=run_name, tags=tags)
+        curve = CurveLogger(client, created.info.run_id, cfg.train.steps, cfg.tracking.curve_points)
+        run = TrackedRun(client, created.info.run_id, run_name, experiment_id, curve)
+        opened(run.run_id)
+    status, ended_by = "FAILED", None
+    try:
+        client.log_batch(run.run_id, params=run_params(cfg, uri, run_name), synchronous=True)
+        yield run
+        status = "FINISHED"
+    except KeyboardInterrupt as error:
+        status, ended_by = "KILLED", error
+        error.add_note(f"run {run.run_id} ended KILLED with its loss curve so far")
+        raise
+    except Exception as error:
+        status, ended_by = "FAILED", error
+        run.set_tags({"gdfit.error": f"{type(error).__name__}: {error}"[:5000]})
+        error.add_note(f"run {run.run_id} ended FAILED")
+        raise
+    finally:
+        kept = None
+        try:
+            with signals_deferred():  # a signal waits until the run is closed, then stops it
+                kept = run.close(status)
+        except KeyboardInterrupt as stop:  # that signal: it still says where the end is
+            if kept is not None:
+                stop.add_note(kept.where)
+            raise
+        if kept is not None and ended_by is not None:
+            ended_by.add_note(kept.where)  # the error that ended the run comes first
+        elif kept is not None:
+            raise kept.error

@@ -1,0 +1,364 @@
+"""A sweep as one MLflow parent run with a child run per job, wherever the jobs run.
+
+- open (`Sweep.open`, in the submitting process): create the parent run, or reopen it for
+  `sweep.resume=<parent id or name>`, and return the environment its jobs need to find it
+  (gdfit.cli hands it to Hydra's jobs through `hydra.job.env_set`; gdfit.sweep sets it here);
+- each job (`run_job`, in whatever process or host runs it): skip a config that already has a
+  FINISHED child when resuming; otherwise fit, and whatever goes wrong, leave a FAILED child with
+  the reason and return +inf so that the other jobs go on;
+- finish (`Sweep.finish`, back in the submitting process): write summary.csv, comparison.png,
+  final_loss_vs_<key>.png for each numeric setting swept and the best run on the parent, draw
+  the best runs' figures when the jobs did not (tracking.figures=auto, a large sweep), end the
+  parent and say how to look at it. A sweep cut off (Ctrl-C, a launcher error) still gets the
+  summary of what it has, and its parent ends KILLED.
+"""
+
+import atexit
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, RunTag
+from omegaconf import DictConfig
+
+from gdfit import __version__, comparisons, config, liveness, notes, readback, redraw, views
+from gdfit.client import connect, reading
+from gdfit.environment import git_state, git_tags, share_git_state
+from gdfit.errors import ConfigError, GdfitError, TrackingError
+from gdfit.redaction import is_public, redact
+from gdfit.runlog import (
+    FIGURES_LEFT,
+    JOBS_ENV,
+    NAME_ENV,
+    PARENT_ENV,
+    flat_params,
+    run_params,
+    run_tags,
+)
+from gdfit.store import default_uri, open_experiment, resolve_uri, source_tags, store_option
+
+# Settings that do not change what a job computes or records: a resumed sweep may name the store
+# another way or print less, the run name follows from the rest, and sweep.resume is its own.
+NOT_THE_FIT = ("tracking.uri", "tracking.run_name", "train.log_every", "sweep.")
+MAX_FAILURES_SHOWN = 10
+FINISHED = "attributes.status = 'FINISHED'"  # an MLflow search filter
+
+
+class SweepFailed(GdfitError):
+    """The sweep ran to its end, but some of its jobs failed (exit 1)."""
+
+
+def check_single_run(cfg: DictConfig) -> None:
+    """A single run has no sweep to resume: refuse `sweep.resume` without -m."""
+    if cfg.sweep.resume is not None:
+        raise ConfigError("sweep.resume", "resumes a sweep: add -m and the sweep's own overrides")
+
+
+def fingerprint(params: dict[str, str]) -> frozenset:
+    """What identifies a job's config among a sweep's children: its logged params, less the
+    settings that do not change the fit (unset ones count as absent, as older runs logged them
+    as "None" and newer ones as "null")."""
+    return frozenset(
+        (k, v)
+        for k, v in params.items()
+        if not k.startswith(NOT_THE_FIT) and v not in ("None", "null")
+    )
+
+
+def latest_attempts(found: list) -> list:
+    """One entry per config of a sweep: its FINISHED runs, else its newest attempt. A resumed
+    sweep's parent also holds the attempts that a later one replaced. `found`: oldest first."""
+    by_config: dict[frozenset, list] = {}
+    for run in found:
+        by_config.setdefault(fingerprint(run.data.params), []).append(run)
+    kept = []
+    for attempts in by_config.values():
+        kept += [r for r in attempts if r.info.status == "FINISHED"] or attempts[-1:]
+    return sorted(kept, key=lambda r: r.info.start_time)
+
+
+def run_job(cfg: DictConfig, fit: Callable[[Callable[[str], None]], float], run_name: str) -> float:
+    """One job of a sweep: `fit(opened)` (which logs the child run, tells `opened` its id once
+    it exists, and returns its final loss), unless a resumed sweep already has this config
+    FINISHED. A failure of any kind leaves a FAILED child with its reason and returns +inf,
+    which the Optuna sweeper scores as the worst trial; the sweep goes on and reports it at the
+    end."""
+    parent = os.environ.get(PARENT_ENV)
+    uri = resolve_uri(cfg.tracking.uri)
+    mine = fingerprint(flat_params(cfg))
+    if parent and cfg.sweep.resume is not None:
+        for done in readback.search_runs(uri, parent=parent, filter_string=FINISHED):
+            if fingerprint(done.data.params) == mine:
+                print(f"gdfit: {run_name}: FINISHED before as run {done.info.run_id}; skipped")
+                return done.data.metrics.get("final_loss", math.inf)
+    created: list[str] = []
+    try:
+        return fit(created.append)
+    except Exception as error:
+        reason = str(error) if isinstance(error, GdfitError) else f"{type(error).__name__}: {error}"
+        print(f"gdfit: error: {run_name}: {reason}", flush=True)
+        # A failure inside the run has ended it FAILED with the reason; one before the run
+        # existed gets a FAILED child of its own.
+        if parent and not created:
+            try:
+                record_failure(cfg, run_name, {"gdfit.version": __version__}, error)
+            except Exception as unrecorded:
+                print(f"gdfit: error: {run_name}: not recorded: {unrecorded}", flush=True)
+        return math.inf
+
+
+def record_failure(
+    cfg: DictConfig, run_name: str, tags: dict[str, str], error: BaseException
+) -> str:
+    """A FAILED run for a sweep job that failed before its own run existed (a bad setting, an
+    error while preparing the data), with the config's params and the error as `gdfit.error`,
+    so that the sweep's parent lists it like any other failed job."""
+    uri = resolve_uri(cfg.tracking.uri)
+    client, experiment_id = open_experiment(uri, cfg.tracking.experiment)
+    tags = run_tags({**tags, "gdfit.error": f"{type(error).__name__}: {error}"[:5000]})
+    del tags[liveness.PROCESS_TAG]  # it ends here: nothing for a later command to reap
+    run_id = client.create_run(experiment_id, run_name=run_name, tags=tags).info.run_id
+    client.log_batch(run_id, params=run_params(cfg, uri, run_name), synchronous=True)
+    client.set_terminated(run_id, "FAILED")
+    return run_id
+
+
+class Sweep:
+    """The parent run of one sweep, from `open` to `finish`."""
+
+    def __init__(self) -> None:
+        self.uri = self.parent = self.name = ""
+        self.view: str | None = None
+        self.sweep_yaml = ""  # the sweep's own config, logged on the parent as sweep.yaml
+
+    def open(
+        self,
+        uri: str,
+        experiment: str,
+        overrides: list[str],
+        sweeper: str,
+        launcher: str,
+        jobs: int | None,
+        resume: str | None = None,
+    ) -> dict[str, str]:
+        """Create the RUNNING parent run of a sweep of `jobs` jobs (None: not known) over
+        `overrides`, or reopen sweep `resume`, in `uri`; return the environment its jobs need.
+        `sweeper` and `launcher` name what runs the jobs, for the parent's tags."""
+        self.uri = uri
+        tags = {
+            "gdfit.sweep": "true",
+            "gdfit.version": __version__,
+            "gdfit.sweep_overrides": " ".join(overrides)[:5000],
+            "gdfit.sweeper": sweeper,
+            "gdfit.launcher": launcher,
+            liveness.PROCESS_TAG: liveness.identity(),
+        }
+        git = git_state()
+        share_git_state(git)  # for the jobs run in this process, until finish()
+        tags |= git_tags(git)
+        client, experiment_id = open_experiment(uri, experiment)
+        if resume is None:
+            self.name = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+            tags = {**source_tags(), **tags}
+            created = client.create_run(experiment_id, run_name=self.name, tags=tags)
+            self.parent = created.info.run_id
+            print(f"gdfit: sweep {self.name}: parent run {self.parent}", flush=True)
+        else:
+            self._reopen(resume, experiment, tags)
+        atexit.register(self._cut_off)  # Ctrl-C or a crash: the parent must not stay RUNNING
+        handed = {PARENT_ENV: self.parent, NAME_ENV: self.name}
+        if jobs is not None:
+            handed[JOBS_ENV] = str(jobs)
+        if is_public(self.uri):
+            # The store the parent is in, for a job whose tracking.uri is unset or comes from
+            # the environment (tracking=server); an explicit tracking.uri still comes first.
+            handed["MLFLOW_TRACKING_URI"] = self.uri
+        return handed
+
+    def _reopen(self, ref: str, experiment: str, tags: dict[str, str]) -> None:
+        try:
+            found, how = readback.find_run(self.uri, ref)
+        except GdfitError as error:
+            why = f"must name a sweep's parent run (its id, id prefix or name); {error}"
+            raise ConfigError("sweep.resume", why) from error
+        if how:
+            print(f"gdfit: sweep.resume: {how}", flush=True)
+        if found.data.tags.get("gdfit.sweep") != "true":
+            raise ConfigError("sweep.resume", "names a run that is not a sweep's parent", ref)
+        client = connect(self.uri)
+        with reading(self.uri):
+            found_in = client.get_experiment(found.info.experiment_id).name
+        if found_in != experiment:
+            raise ConfigError(
+                "sweep.resume",
+                f"names a sweep of experiment {found_in!r}: add tracking.experiment={found_in}",
+                ref,
+            )
+        self.parent, self.name = found.info.run_id, found.info.run_name
+        resumed = int(found.data.tags.get("gdfit.resumes", "0")) + 1
+        tags = {**tags, "gdfit.resumes": str(resumed)}
+        client.log_batch(self.parent, tags=[RunTag(k, v) for k, v in tags.items()])
+        client.update_run(self.parent, status="RUNNING")
+        print(f"gdfit: sweep {self.name}: resuming parent run {self.parent}", flush=True)
+
+    def finish(self, status: str) -> tuple[list, list]:
+        """Write the summary of the jobs so far on the parent, end it with `status`, print how
+        to look at it; (jobs, failed ones), one per config, oldest first."""
+        share_git_state(None)  # later runs in this process ask git again
+        jobs = latest_attempts(readback.search_runs(self.uri, parent=self.parent))
+        best = readback.best(jobs)
+        failed = [r for r in jobs if r.info.status != "FINISHED"]
+        metrics = {"best_final_loss": best.data.metrics["final_loss"]} if best else {}
+        tags = {"gdfit.jobs": str(len(jobs)), "gdfit.failed_jobs": str(len(failed))}
+        if best:
+            tags["gdfit.best_run_id"] = best.info.run_id
+        self.view = views.address(self.uri, jobs[0].info.experiment_id) if jobs else None
+        columns, rows = readback.table(readback.ranked(jobs))
+        tags[notes.NOTE_TAG] = notes.sweep_note(
+            columns,
+            rows,
+            self.parent,
+            store=store_option(self.uri),
+            view=self.view,
+            best_id=best.info.run_id if best else None,
+        )[:20000]
+        texts = {
+            "summary.csv": readback.to_csv(*readback.table(jobs)),
+            "sweep.yaml": self.sweep_yaml,
+        }
+        with tempfile.TemporaryDirectory(prefix="gdfit-sweep-") as folder:
+            if jobs:
+                _draw_figures(self.uri, jobs, Path(folder))
+            _end_parent(self.uri, self.parent, metrics, tags, texts, Path(folder), status)
+        for line in self._closing_lines(status, jobs, failed, best):
+            print(f"gdfit: {line}", flush=True)
+        atexit.unregister(self._cut_off)  # the parent has ended
+        return jobs, failed
+
+    def _closing_lines(self, status: str, jobs: list, failed: list, best: Any) -> list[str]:
+        done = "done" if status == "FINISHED" else f"ended {status}"
+        head = f"sweep {self.name} {done}: {len(jobs)} jobs, {len(failed)} failed"
+        if best:
+            head += f"; best {best.info.run_name} final_loss {best.data.metrics['final_loss']:.8g}"
+        lines = [head]
+        for run in failed[:MAX_FAILURES_SHOWN]:
+            reason = run.data.tags.get("gdfit.error", "stopped before it finished")
+            lines.append(f"  {run.info.run_name} {run.info.status}: {reason.splitlines()[0]}")
+        if len(failed) > MAX_FAILURES_SHOWN:
+            lines.append(f"  ... and {len(failed) - MAX_FAILURES_SHOWN} more")
+        lines.append(f"parent run {self.parent}")
+        lines.append(f"compare its runs: {_compare_command(self.parent, self.uri)}")
+        if self.view:
+            local = self.uri.startswith("sqlite:")
+            ui = f"gdfit-ui{store_option(self.uri)}, then " if local else ""
+            lines.append(f"view them: {ui}{self.view}")
+        return lines
+
+    def ended_early(self) -> None:
+        """The jobs ended but the summary failed: say it once, and end the parent FAILED."""
+        atexit.unregister(self._cut_off)
+        try:
+            end_if_running(self.uri, self.parent, "FAILED")
+        except Exception:
+            pass  # the next command on this machine that reads the store ends it (reap_lost)
+
+    def _cut_off(self) -> None:
+        """At exit with the parent still RUNNING: summarise what the jobs left, end it KILLED."""
+        if not self.parent:
+            return
+        try:
+            self.finish("KILLED")
+        except BaseException as error:  # a store gone, a second signal: do not leave it RUNNING
+            why = str(error) or type(error).__name__
+            print(
+                f"gdfit: error: the sweep's summary was not written: {redact(why)}", file=sys.stderr
+            )
+            try:
+                end_if_running(self.uri, self.parent, "KILLED")
+            except Exception as ended:
+                print(
+                    f"gdfit: error: parent run {self.parent} could not be ended ({ended}); the "
+                    "next gdfit command on this machine that reads the store ends it KILLED",
+                    file=sys.stderr,
+                )
+
+
+def _draw_figures(uri: str, jobs: list, folder: Path) -> None:
+    """A sweep's figures as PNGs in `folder` (final_loss_vs_<key>.png, comparison.png), and
+    the figures of its best jobs when they did not draw their own (tracking.figures=auto in a
+    large sweep). A figure that cannot be drawn is said and left out: the summary does not
+    hang on it. What the store cannot give (the jobs' curves) still fails the caller."""
+    drawers = {
+        "final_loss_vs_<key>.png": lambda: comparisons.versus_figures(jobs),
+        "comparison.png": lambda: {"comparison.png": comparisons.comparison(uri, jobs)},
+    }
+    for what, draw in drawers.items():
+        try:
+            for name, figure in draw().items():
+                figure.savefig(folder / name)
+        except TrackingError:
+            raise
+        except Exception as error:
+            _say_not_drawn(f"the sweep's {what}", error)
+    undrawn = [r for r in readback.ranked(jobs) if r.data.tags.get("gdfit.figures") == FIGURES_LEFT]
+    client = connect(uri)
+    for run in undrawn[: config.FIGURES_AUTO_BEST]:
+        if math.isfinite(readback.final_loss(run)):
+            try:
+                redraw.log(client, uri, run)
+                client.set_tag(run.info.run_id, "gdfit.figures", "drawn at the sweep's end")
+            except Exception as error:
+                _say_not_drawn(f"the figures of {run.info.run_name}", error)
+
+
+def _say_not_drawn(what: str, error: Exception) -> None:
+    said = ": ".join([type(error).__name__, *str(error).strip().splitlines()[:1]])
+    print(f"gdfit: warning: {what} were not drawn: {redact(said)}", file=sys.stderr)
+
+
+def _end_parent(
+    uri: str,
+    run_id: str,
+    metrics: dict[str, float],
+    tags: dict[str, str],
+    texts: dict[str, str],
+    figures: Path,
+    status: str,
+) -> None:
+    """End a sweep's parent `status` with its metrics, tags, text files and the PNGs already
+    drawn into the folder `figures`."""
+    client = connect(uri)
+    now = int(time.time() * 1000)
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
+        tags=[RunTag(k, v) for k, v in tags.items()],
+        synchronous=True,
+    )
+    for name, text in texts.items():
+        client.log_text(run_id, text, name)
+    if any(figures.iterdir()):
+        client.log_artifacts(run_id, str(figures))
+    client.set_terminated(run_id, status)
+
+
+def end_if_running(uri: str, run_id: str, status: str) -> None:
+    """End `run_id` with `status` unless it has already ended (used when a sweep is cut off)."""
+    client = connect(uri)
+    with reading(uri):
+        running = client.get_run(run_id).info.status == "RUNNING"
+    if running:
+        client.set_terminated(run_id, status)
+
+
+def _compare_command(parent: str, uri: str) -> str:
+    """The gdfit-compare command for this sweep, as this shell would find it."""
+    here = Path(sys.argv[0]).with_name("gdfit-compare")
+    program = str(here) if here.is_file() else "gdfit-compare"
+    store = "" if uri == default_uri() or not is_public(uri) else f" --tracking-uri {uri}"
+    return f"{program} --parent {parent}{store}"
