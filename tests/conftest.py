@@ -90,7 +90,7 @@ def wait_for_curve(uri: str, timeout: float = 60) -> str:
     The store is opened through gdfit's own `open_experiment`, under the file lock that keeps
     a second process from racing MLflow's table creation.
     """
-    from gdfit.tracking import open_experiment
+    from gdfit.store import open_experiment
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

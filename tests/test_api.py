@@ -233,12 +233,12 @@ def test_a_figure_that_cannot_be_drawn_costs_the_sweep_that_figure_alone(
 ):
     """matplotlib failing on the comparison (here made to fail): the parent still ends FINISHED
     with summary.csv, its other figure and the best run, and one line says what is missing."""
-    from gdfit import summary
+    from gdfit import comparisons
 
     def cannot_draw(uri, runs):
         raise ValueError("cannot draw this\nmore detail")
 
-    monkeypatch.setattr(summary, "comparison", cannot_draw)
+    monkeypatch.setattr(comparisons, "comparison", cannot_draw)
     result = gdfit.sweep(lr=[1e-6, 2e-6], steps=50, progress="none", **where)
     parent = client.get_run(result.parent_id)
     assert parent.info.status == "FINISHED" and "gdfit.best_run_id" in parent.data.tags

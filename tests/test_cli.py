@@ -24,7 +24,7 @@ def test_console_script_prints_the_example_output_and_leaves_no_files(tmp_path):
 def test_module_entry_point_finds_its_configs_from_any_directory(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     code = (
-        "import sys; from gdfit.train import main; main(); "
+        "import sys; from gdfit.cli import main; main(); "
         "assert 'torch' not in sys.modules, 'the numpy backend imported torch'"
     )
     out = run_command(None, "-c", code, "train.steps=3", f"tracking.uri={uri}", cwd=tmp_path)
@@ -32,7 +32,7 @@ def test_module_entry_point_finds_its_configs_from_any_directory(tmp_path):
     out = run_command(
         None,
         "-m",
-        "gdfit.train",
+        "gdfit.cli",
         "backend=tensor",
         "train.steps=3",
         cwd=tmp_path,

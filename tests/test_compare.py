@@ -69,8 +69,8 @@ def test_wide_table_shows_every_column(store):
     out = compare(store, "--parent", parent.info.run_id)
     assert out.returncode == 0, out.stderr
     header = next(line for line in out.stdout.splitlines() if line.startswith("run_id")).split()
-    # 240 columns (a pipe) hold all but the one setting every run shares, shown above.
-    assert "same in every run: backend numpy" in out.stdout
+    # 240 columns (a pipe) hold all but the settings every run shares, shown above.
+    assert "same in every run: model polynomial, backend numpy" in out.stdout
     assert header[:5] == ["run_id", "run_name", "optimizer", "lr", "seed"]
     assert {"optimizer.momentum", "optimizer.betas", "coefficients", "train_seconds"} <= set(header)
 

@@ -9,20 +9,15 @@ From Python or Jupyter (see gdfit.api):
 """
 
 import logging
-from importlib.metadata import PackageNotFoundError, version
 
+from gdfit.environment import VERSION as __version__
 from gdfit.errors import ConfigError, GdfitError
 
 # A first run on a machine would print matplotlib's "generated new fontManager" (INFO) through
 # the stdout logging a run sets up.
 logging.getLogger("matplotlib.font_manager").setLevel(logging.WARNING)
 
-try:
-    __version__ = version("gdfit")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0.0.0+source"
-
-__all__ = ["ConfigError", "Fit", "GdfitError", "Runs", "fit", "runs", "sweep"]
+__all__ = ["__version__", "ConfigError", "Fit", "GdfitError", "Runs", "fit", "runs", "sweep"]
 
 
 def __getattr__(name: str):

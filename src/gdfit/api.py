@@ -30,7 +30,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from gdfit import config, registry, train
+from gdfit import config, models, registry, train
 from gdfit.config import hydra_value, refuse_group_lists
 from gdfit.console import PROGRESS
 from gdfit.errors import ConfigError, GdfitError, UsageError, hydra_message
@@ -89,11 +89,12 @@ def _with_hydra(overrides) -> DictConfig:
 
 
 def _checked(cfg: DictConfig) -> DictConfig:
-    choices = OmegaConf.to_container(cfg.hydra.runtime.choices)
+    choices = dict(cfg.hydra.runtime.choices)
     with open_dict(cfg):
         del cfg["hydra"]
     config.check_composed(cfg, choices)
     config.validate(cfg)
+    models.given_start(models.build(cfg.model), cfg.model.init)  # train.prepare checks it too
     return cfg
 
 

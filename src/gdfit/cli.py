@@ -24,10 +24,10 @@ def version_line() -> str:
     """gdfit's version and those of the libraries that decide its numbers and its store."""
     from importlib.metadata import version
 
-    from gdfit import __version__
+    from gdfit.environment import VERSION
 
     libs = [f"{name} {version(name)}" for name in ("hydra-core", "mlflow", "numpy")]
-    return f"gdfit {__version__} ({', '.join(libs)})"
+    return f"gdfit {VERSION} ({', '.join(libs)})"
 
 
 def refuse_mode_clash(args: list[str]) -> None:
@@ -57,7 +57,7 @@ def hydra_main(cfg: DictConfig) -> float:
         gc.enable()
     hydra_cfg = HydraConfig.get()
     overrides = list(hydra_cfg.overrides.task)
-    sweeping = hydra_cfg.mode.name == "MULTIRUN"
+    sweeping = hydra_cfg.mode is not None and hydra_cfg.mode.name == "MULTIRUN"
     # A sweep's job prints one line, unless the user asked for its loss lines.
     lines = not sweeping or any(o.startswith("train.log_every=") for o in overrides)
 

@@ -145,7 +145,8 @@ class Client(MlflowClient):
                 self._away(error)
                 if not wait:
                     raise ServerAway(self.uri) from error
-                if time.monotonic() - self.away_since > self.wait:
+                away = self.away_since or time.monotonic()
+                if time.monotonic() - away > self.wait:
                     raise TrackingError(
                         f"cannot use the MLflow store at {redact(self.uri)}: no answer for "
                         f"{self.wait:g} s ({reason(error)})"

@@ -93,7 +93,10 @@ def sort(columns: list[str], rows: list[dict], key: str) -> list[dict]:
     have = [r for r in rows if _number(r[name]) is not None or isinstance(r[name], str)]
     missing = [r for r in rows if r not in have]
     numeric = all(_number(r[name]) is not None for r in have)
-    have.sort(key=(lambda r: _number(r[name])) if numeric else (lambda r: str(r[name])))
+    if numeric:
+        have.sort(key=lambda r: _number(r[name]) or 0.0)
+    else:
+        have.sort(key=lambda r: str(r[name]))
     return (have[::-1] if descending else have) + missing
 
 

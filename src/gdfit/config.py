@@ -158,8 +158,9 @@ def _is_option(group: str, name: str) -> bool:
 
 
 def _unknown_keys(node: DictConfig, prefix: str) -> None:
-    known = [f.name for f in dataclasses.fields(OmegaConf.get_type(node))]
+    known = [f.name for f in dataclasses.fields(OmegaConf.get_type(node))]  # type: ignore[arg-type]
     for key, value in node.items_ex(resolve=False):
+        key = str(key)
         if key not in known:
             raise ConfigError(f"{prefix}{key}", _unknown_key_hint(node, prefix, key, known))
         if isinstance(value, DictConfig) and dataclasses.is_dataclass(OmegaConf.get_type(value)):
@@ -195,7 +196,7 @@ def _finite(key: str, value: float) -> None:
 
 def validate(cfg: DictConfig) -> None:
     """Check what the types cannot; raise ConfigError on the first bad setting."""
-    from gdfit import data, models  # data and models build on this module's schema
+    from gdfit.data import TARGETS
 
     chosen = {}
     for group in registry.GROUPS:
@@ -203,7 +204,7 @@ def validate(cfg: DictConfig) -> None:
         chosen[group] = registry.load(group, cfg[group].name)
     _one_of("backend.dtype", cfg.backend.dtype, DTYPES)
     _one_of("device.name", cfg.device.name, DEVICES)
-    _one_of("data.target", cfg.data.target, tuple(data.TARGETS))
+    _one_of("data.target", cfg.data.target, tuple(TARGETS))
     _check_combination(cfg, chosen["model"], chosen["backend"])
     lr = cfg.optimizer.lr
     if not (math.isfinite(lr) and lr > 0):
@@ -228,7 +229,6 @@ def validate(cfg: DictConfig) -> None:
         )
     if cfg.tracking.curve_points < 2:
         raise ConfigError("tracking.curve_points", "must be >= 2", cfg.tracking.curve_points)
-    models.given_start(models.build(cfg.model), cfg.model.init)
 
 
 def check_experiment_name(name: str, key: str = "tracking.experiment") -> None:
@@ -327,8 +327,9 @@ def refuse_group_lists(overrides: list[str], groups: Mapping[str, Path]) -> None
             raise ConfigError(
                 o.key_or_group, f"needs an option: one of {', '.join(options)}", o.input_line
             )
-        if o.key_or_group in groups and isinstance(o.value(), list):
-            names = ",".join(str(v) for v in o.value())
+        value = o.value()
+        if o.key_or_group in groups and isinstance(value, list):
+            names = ",".join(str(v) for v in value)
             raise ConfigError(
                 o.key_or_group,
                 f"takes one option, not a list; to run each, sweep: -m {o.key_or_group}={names}",

@@ -11,10 +11,15 @@ import sys
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from gdfit.paths import checkout
 
 PACKAGES = ("numpy", "torch", "mlflow", "hydra-core", "omegaconf", "gdfit")
+try:
+    VERSION = version("gdfit")  # gdfit's own, as `gdfit.__version__` gives it
+except PackageNotFoundError:  # running from a source tree that was never installed
+    VERSION = "0.0.0+source"
 
 
 def _git(*args: str, cwd: Path) -> str | None:
@@ -32,8 +37,8 @@ def git_state() -> dict[str, str]:
     (git-ignored) virtualenv, so gdfit asks git about its own source tree instead.
     """
     root = checkout()
-    commit = root and _git("rev-parse", "HEAD", cwd=root)
-    if not commit:
+    commit = _git("rev-parse", "HEAD", cwd=root) if root else None
+    if root is None or not commit:
         return {}
     diff = _git("diff", "HEAD", "--", ".", cwd=root) or ""
     return {"commit": commit.strip(), "dirty": str(bool(diff)).lower(), "diff": diff}
@@ -79,7 +84,7 @@ def cpu_name() -> str:
 def collect(device: str, overrides: list[str], git: dict[str, str]) -> dict:
     """Everything environment.json holds; `git` is `git_state()` (its diff travels as its own
     artifact)."""
-    info = {
+    info: dict[str, Any] = {
         "versions": dict(versions()),
         "platform": platform.platform(),
         "machine": platform.machine(),

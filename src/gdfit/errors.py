@@ -95,7 +95,7 @@ def hydra_message(error: Exception) -> str:
         return f"{key}: must be {_TYPE_NAMES.get(m[2], m[2])} (got {m[1]!r})"
     schema = getattr(cause, "object_type", None)
     if key and isinstance(cause, ConfigKeyError | AttributeError) and _is_schema(schema):
-        valid = [f.name for f in dataclasses.fields(schema)]
+        valid = [f.name for f in dataclasses.fields(schema)]  # type: ignore[arg-type]
         name = key.rpartition(".")[2]
         hint = nearest(key, schema)
         return f"{key}: no such setting; {hint or f'{name!r} is not one of ' + ', '.join(valid)}"
@@ -112,10 +112,10 @@ def _is_schema(schema: object) -> bool:
     return isinstance(schema, type) and dataclasses.is_dataclass(schema)
 
 
-def _dotted_keys(schema: type, prefix: str = "") -> list[str]:
+def _dotted_keys(schema: Any, prefix: str = "") -> list[str]:
     """Every leaf key below a dataclass schema, dotted (`optimizer.lr`, `train.steps`, ...)."""
     keys = []
-    for f in dataclasses.fields(schema):  # type: ignore[arg-type]
+    for f in dataclasses.fields(schema):
         inner = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
         if dataclasses.is_dataclass(inner):
             keys += _dotted_keys(type(inner), f"{prefix}{f.name}.")

@@ -24,6 +24,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from gdfit.errors import TrackingError
 from gdfit.redaction import redact
@@ -61,8 +62,8 @@ def keep(
     metrics: list,
     tags: dict[str, str],
     files: Path | None,
-    marks: list[str] = (),
-    curve=None,
+    marks: list[str] | tuple[str, ...] = (),
+    curve: Any = None,
 ) -> Path:
     """Write what is still to send of run `run_id` into its own folder; return the folder.
     `metrics`: mlflow Metric objects; `files`: a folder whose files are still to upload;

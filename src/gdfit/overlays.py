@@ -6,6 +6,7 @@ they hold. What the curves are called comes from gdfit.comparisons.
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from matplotlib.colors import LogNorm, Normalize
@@ -68,8 +69,8 @@ def coinciding(curves: list[Curve]) -> list[list[int]]:
 def _y_range(curves: list[Curve], optimum: float | None) -> tuple[float, float] | None:
     """Log-axis limits set by the runs that finished (all runs when none did) and the optimum."""
     finished = [c for c in curves if not c.ended] or curves
-    values = [np.asarray(c.losses, dtype=float) for c in finished] + [np.array([optimum or 0.0])]
-    values = np.concatenate(values)
+    parts = [np.asarray(c.losses, dtype=float) for c in finished] + [np.array([optimum or 0.0])]
+    values = np.concatenate(parts)
     values = values[np.isfinite(values) & (values > 0)]
     if not len(values):
         return None
@@ -153,7 +154,7 @@ def comparison_figure(
         # Right of the axes, where the layout keeps it inside the canvas; the canvas widens
         # with it (~0.064 in a character at this font size) so the axes keep their width.
         fig.legend(handles=handles, loc="outside right upper", fontsize="small")
-        longest = max(len(h.get_label()) for h in handles)
+        longest = max(len(str(h.get_label())) for h in handles)
         fig.set_figwidth(6.5 + 0.6 + 0.064 * longest + (0.9 if scale else 0))
     if title:
         ax.set_title(title, fontsize="medium")
@@ -175,6 +176,7 @@ def _colour_scale(values):
     """Colours from viridis for the swept values; a log scale when they span a decade."""
     known = [v for v in values if v is not None and math.isfinite(v)]
     positive = bool(known) and min(known) > 0
+    norm: Normalize
     if positive and max(known) / min(known) >= 10:
         norm = LogNorm(min(known), max(known))
     else:
@@ -245,7 +247,7 @@ def versus_figure(setting: str, series: list[Series], optimum: float | None = No
     for k, s in enumerate(sorted(series, key=lambda s: s.label)):
         # A colour and a hollow marker shape each, so series that coincide still show.
         colour = "C0" if many else f"C{k % 10}"
-        look = {"color": colour, "marker": "o", "ms": 5}
+        look: dict[str, Any] = {"color": colour, "marker": "o", "ms": 5}
         if not many:  # later series hollow and larger, so a point under a point still shows
             look |= {"marker": MARKERS[k % len(MARKERS)], "ms": 5 + 1.5 * (k % 4)}
             look |= {"markerfacecolor": "none"} if k else {}

@@ -75,12 +75,13 @@ class LossFigure:
         self.line.set_data(steps[s], losses[s])
         marked = optimal_loss is not None and optimal_loss > 0
         self.floor.set_visible(marked)
-        if marked:
+        legend = self.ax.get_legend()
+        if optimal_loss is not None and marked:
             self.floor.set_ydata([optimal_loss, optimal_loss])
             self.floor.set_label(f"least-squares optimum {optimal_loss:.6g}")
             self.ax.legend(handles=[self.line, self.floor], loc="upper right", fontsize="small")
-        elif self.ax.get_legend():
-            self.ax.get_legend().remove()
+        elif legend is not None:
+            legend.remove()
         self.ax.relim(visible_only=True)
         self.ax.autoscale_view()
         _whole_decades(self.ax)

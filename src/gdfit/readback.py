@@ -37,7 +37,7 @@ def search_runs(
             found = f"tags.mlflow.parentRunId = '{parent}'"
             filter_string = f"{found} and {filter_string}" if filter_string else found
         else:
-            known = client.get_experiment_by_name(experiment)
+            known = client.get_experiment_by_name(experiment or "gdfit")
             if known is None:
                 return []
             experiment_id = known.experiment_id

@@ -108,5 +108,5 @@ def redact_logs() -> None:
             pass
         return record
 
-    redacting.redacts = True
+    redacting.redacts = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(redacting)

@@ -150,6 +150,7 @@ def load_logged(text: str, run_id: str) -> dict:
                 f"config.yaml of run {run_id}: {key} holds an interpolation ({value[:80]!r}); a "
                 "logged config holds literal values, so it is not resolved"
             )
+    assert isinstance(logged, dict)  # a DictConfig's container
     for group in GROUPS:
         if not isinstance(logged.get(group), dict) or "name" not in logged[group]:
             raise CannotRerun(f"config.yaml of run {run_id} lacks {group}.name: not a gdfit config")
@@ -187,7 +188,7 @@ def rerun_one(uri: str, original, args: argparse.Namespace) -> tuple[int, str, s
         if args.check:  # run it in a store that is thrown away
             cfg.tracking.uri = f"sqlite:///{Path(scratch) / 'mlflow.db'}"
         store = resolve_uri(cfg.tracking.uri)
-        diverged, created = None, []
+        diverged, created = None, []  # type: int | None, list[str]
         try:
             result = train.train(
                 cfg,

@@ -368,7 +368,7 @@ def tracked_run(
         curve = CurveLogger(client, created.info.run_id, cfg.train.steps, cfg.tracking.curve_points)
         run = TrackedRun(client, created.info.run_id, run_name, experiment_id, curve)
         opened(run.run_id)
-    status, ended_by = "FAILED", None
+    status, ended_by = "FAILED", None  # type: str, BaseException | None
     try:
         client.log_batch(run.run_id, params=run_params(cfg, uri, run_name), synchronous=True)
         yield run

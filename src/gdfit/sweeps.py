@@ -26,7 +26,7 @@ from typing import Any
 from mlflow.entities import Metric, RunTag
 from omegaconf import DictConfig
 
-from gdfit import __version__, comparisons, config, liveness, notes, readback, redraw, views
+from gdfit import comparisons, config, environment, liveness, notes, readback, redraw, views
 from gdfit.client import connect, reading
 from gdfit.environment import git_state, git_tags, share_git_state
 from gdfit.errors import ConfigError, GdfitError, TrackingError
@@ -106,7 +106,7 @@ def run_job(cfg: DictConfig, fit: Callable[[Callable[[str], None]], float], run_
         # existed gets a FAILED child of its own.
         if parent and not created:
             try:
-                record_failure(cfg, run_name, {"gdfit.version": __version__}, error)
+                record_failure(cfg, run_name, {"gdfit.version": environment.VERSION}, error)
             except Exception as unrecorded:
                 print(f"gdfit: error: {run_name}: not recorded: {unrecorded}", flush=True)
         return math.inf
@@ -152,7 +152,7 @@ class Sweep:
         self.uri = uri
         tags = {
             "gdfit.sweep": "true",
-            "gdfit.version": __version__,
+            "gdfit.version": environment.VERSION,
             "gdfit.sweep_overrides": " ".join(overrides)[:5000],
             "gdfit.sweeper": sweeper,
             "gdfit.launcher": launcher,

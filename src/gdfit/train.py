@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from gdfit import __version__, backends, config, data, environment, models, notes, registry, views
+from gdfit import backends, config, data, environment, models, notes, registry, views
 from gdfit.console import Reporter, where
 from gdfit.devices import resolve_device
 from gdfit.errors import ConfigError, Diverged
@@ -313,7 +313,7 @@ def train(
     tags = {
         "gdfit.backend": cfg.backend.name,
         "gdfit.device": problem.device,
-        "gdfit.version": __version__,
+        "gdfit.version": environment.VERSION,
         **environment.tags(env),
         **environment.git_tags(git),
         **(tags or {}),

@@ -20,6 +20,7 @@ import time
 import urllib.request
 import webbrowser
 from importlib.metadata import entry_points
+from pathlib import Path
 
 from gdfit import store, uiapp, views
 from gdfit.errors import ConfigError, GdfitError, Stopped, UsageError, reported_errors
@@ -157,6 +158,7 @@ def choose_port(host: str, asked: int | None, local_url) -> int:
 def check_store(uri: str, create: bool) -> None:
     """Refuse a sqlite store that does not exist yet, unless asked to create one."""
     db = store.sqlite_path(uri)
+    assert db is not None, uri  # serve() took only sqlite stores
     if db.is_file() and db.stat().st_size > 0:
         return
     if create:
@@ -203,7 +205,7 @@ def server_command(args: argparse.Namespace, uri: str, port: int) -> list[str]:
         "--backend-store-uri",
         uri,
         "--artifacts-destination",
-        str(store.sqlite_path(uri).parent / "artifacts"),
+        str(Path(uri.removeprefix("sqlite:///")).parent / "artifacts"),
         "--host",
         args.host,
         "--port",
@@ -332,7 +334,7 @@ def point_at_server(uri: str, args: argparse.Namespace) -> int:
     _, experiment_id = store.open_experiment(uri, args.experiment)
     view = views.address(uri, experiment_id)
     print(f"{public_uri(uri)} is an MLflow server with its own UI; gdfit's view there:\n  {view}")
-    if args.open:
+    if args.open and view:
         open_in_browser(view)
     return 0
 

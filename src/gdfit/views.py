@@ -197,6 +197,8 @@ def wanted_tags(current: dict[str, str]) -> dict[str, str]:
 def _envelope(value: str | None) -> dict:
     """A stored view with its state parsed; {} when missing or not gdfit's plain JSON (the UI's
     own saves are deflated: "Override saved view" replaces gdfit's view until gdfit's next run)."""
+    if value is None:
+        return {}
     try:
         envelope = json.loads(value)
         return envelope | {"state": json.loads(envelope["state"])}

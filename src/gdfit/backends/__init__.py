@@ -54,7 +54,7 @@ def fit(
     run = registry.load("backend", backend).Fit(
         model, F, y, p0, settings, rule, dtype=dtype, device=device, chunk=chunk
     )
-    step, params = run.step, None
+    step, params = run.step, np.asarray(p0, dtype=np.float64)
     for start, stop in chunks(steps, chunk, ends):
         for i in range(stop - start):
             step(i)

@@ -31,7 +31,7 @@ class Fit:
 
     def step(self, i: int) -> None:
         loss = self.loss(self.p, self.F, self.y)
-        if self.optimizer is None:
+        if self.rule is not None:
             (grad,) = self.torch.autograd.grad(loss, self.p)
             with self.torch.no_grad():
                 self.rule.step(self.p, grad)

@@ -19,6 +19,7 @@ SGD at a constant rate on one random form a step hovers around it rather than re
 import random
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import numpy as np
 
@@ -76,19 +77,19 @@ class Model:
     def features(self, x: np.ndarray) -> tuple[np.ndarray, ...]:
         return tuple(x**k for k in range(1, 6))
 
-    def predict(self, p, F):
-        return sum(forward(*p, F, top) for top in TOPS) / len(TOPS)
+    def predict(self, p: Any, F: Any) -> Any:
+        return sum(forward(p[0], p[1], p[2], p[3], p[4], F, top) for top in TOPS) / len(TOPS)
 
-    def loss(self, p, F, y):
-        residuals = [forward(*p, F, top) - y for top in TOPS]
+    def loss(self, p: Any, F: Any, y: Any) -> Any:
+        residuals = [forward(p[0], p[1], p[2], p[3], p[4], F, top) - y for top in TOPS]
         return sum((r * r).sum() for r in residuals) / len(TOPS)
 
     def autograd_loss(self):
         """The loss of one random form per call, from this fit's own generator."""
         draw = random.Random(self.seed).randint
 
-        def loss(p, F, y):
-            return ((forward(*p, F, draw(4, 6)) - y) ** 2).sum()
+        def loss(p: Any, F: Any, y: Any) -> Any:
+            return ((forward(p[0], p[1], p[2], p[3], p[4], F, draw(4, 6)) - y) ** 2).sum()
 
         return loss
 
