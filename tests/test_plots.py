@@ -21,8 +21,8 @@ from matplotlib.image import imsave
 from matplotlib.legend import Legend
 from mlflow.tracking import MlflowClient
 
-from gdfit import data, plots, png, summary, tracking
-from gdfit.errors import GdfitError
+import gdfit
+from gdfit import comparisons, data, overlays, plots, readback
 from gdfit.paths import conf_dir
 from gdfit.train import train
 
@@ -34,21 +34,10 @@ def compose_cfg(uri: str, *overrides: str):
         return compose("config", [f"tracking.uri={uri}", STEPS, *overrides])
 
 
-def sweep(uri: str, jobs: list[list[str]]) -> str:
-    """The jobs as the children of one parent run, trained in this process; the parent's id.
-    A job that diverges ends FAILED, as in a real sweep."""
-    parent = tracking.start_parent(uri, "gdfit", "sweep-test", {"gdfit.sweep": "true"})
-    os.environ[tracking.SWEEP_PARENT_ENV] = parent
-    try:
-        for overrides in jobs:
-            try:
-                train(compose_cfg(uri, *overrides))
-            except GdfitError:
-                pass
-    finally:
-        os.environ.pop(tracking.SWEEP_PARENT_ENV)
-    MlflowClient(uri).set_terminated(parent, "FINISHED")
-    return parent
+def sweep(uri: str, **grid) -> str:
+    """gdfit.sweep over `grid` (lists of values), trained in this process; the parent's id.
+    A job that diverges ends FAILED, as in any sweep."""
+    return gdfit.sweep(steps=200, tracking_uri=uri, progress="none", **grid).parent_id
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +45,8 @@ def store(tmp_path_factory):
     """One store holding the three shapes; {shape: runs} and the store's URI and folder."""
     folder = tmp_path_factory.mktemp("plots")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
-    grid = sweep(
-        uri,
-        [[f"backend={b}", f"optimizer.lr={lr}"] for lr in ("1e-6", "1e-4") for b in BACKENDS],
-    )
-    group = sweep(uri, [[f"optimizer={o}"] for o in ("sgd", "momentum", "adam")])
+    grid = sweep(uri, lr=[1e-6, 1e-4], backend=list(BACKENDS))  # backend changes first
+    group = sweep(uri, optimizer=["sgd", "momentum", "adam"])
     out = run_command(  # Optuna's own trials, through the installed command
         "gdfit-train",
         "hparams_search=lr_optuna",
@@ -73,10 +59,10 @@ def store(tmp_path_factory):
     assert out.returncode == 1 and "jobs failed" in out.stderr, out.stderr
     optuna = re.search(r"parent run (\w+)", out.stdout)[1]
     shapes = {
-        name: tracking.search_runs(uri, parent=parent)
+        name: readback.search_runs(uri, parent=parent)
         for name, parent in (("grid", grid), ("group", group), ("optuna", optuna))
     }
-    shapes["experiment"] = tracking.search_runs(uri, experiment="gdfit")
+    shapes["experiment"] = readback.search_runs(uri, experiment="gdfit")
     return shapes, uri, folder
 
 
@@ -139,7 +125,7 @@ def main_axes(fig):
 
 def diverged_peaks(uri: str, runs) -> list[float]:
     return [
-        max(tracking.loss_curve(uri, r.info.run_id)[1])
+        max(readback.loss_curve(uri, r.info.run_id).losses)
         for r in runs
         if "gdfit.diverged_at_step" in r.data.tags
     ]
@@ -148,7 +134,7 @@ def diverged_peaks(uri: str, runs) -> list[float]:
 def test_grid_figure_names_backend_and_rate_and_shows_the_coinciding_backends(store):
     shapes, uri, folder = store
     runs = shapes["grid"]
-    fig = summary.comparison(uri, runs)
+    fig = comparisons.comparison(uri, runs)
     renderer = rendered(fig, "grid-comparison", folder)
     assert_inside(fig, renderer)
     texts = legend_texts(fig)
@@ -165,26 +151,26 @@ def test_grid_figure_names_backend_and_rate_and_shows_the_coinciding_backends(st
     top = main_axes(fig).get_ylim()[1]
     assert all(peak > top for peak in diverged_peaks(uri, runs))
     finished = [r for r in runs if r.info.status == "FINISHED"]
-    assert top >= max(max(tracking.loss_curve(uri, r.info.run_id)[1]) for r in finished)
+    assert top >= max(max(readback.loss_curve(uri, r.info.run_id).losses) for r in finished)
     assert main_axes(fig).get_window_extent(renderer).width > 0.5 * fig.bbox.width
 
 
 def test_optimizer_group_is_labelled_by_name_only(store):
     shapes, uri, folder = store
-    fig = summary.comparison(uri, shapes["group"])
+    fig = comparisons.comparison(uri, shapes["group"])
     renderer = rendered(fig, "group-comparison", folder)
     assert_inside(fig, renderer)
     texts = legend_texts(fig)
     assert texts[:3] == ["sgd", "momentum", "adam"]
     assert main_axes(fig).get_window_extent(renderer).width > 0.6 * fig.bbox.width
-    assert summary.versus_figures(shapes["group"]) == {}  # each option's own lr is no sweep
+    assert comparisons.versus_figures(shapes["group"]) == {}  # each option's own lr is no sweep
 
 
 def test_optuna_search_gets_a_colour_scale_and_keeps_diverged_trials_off_the_range(store):
     shapes, uri, folder = store
     runs = shapes["optuna"]
     assert len(runs) == 20 and diverged_peaks(uri, runs)  # the search tried unstable rates
-    fig = summary.comparison(uri, runs)
+    fig = comparisons.comparison(uri, runs)
     renderer = rendered(fig, "optuna-comparison", folder)
     assert_inside(fig, renderer)
     (bar,) = [ax for ax in fig.axes if ax.get_ylabel() == "lr"]  # the colour bar
@@ -201,16 +187,16 @@ def test_optuna_search_gets_a_colour_scale_and_keeps_diverged_trials_off_the_ran
 def test_few_runs_get_a_legend_and_many_a_colour_bar(store):
     shapes, uri, _ = store
     for runs in (shapes["grid"], shapes["group"]):
-        assert len(runs) <= plots.MAX_LEGEND
-        assert len(summary.comparison(uri, runs).axes) == 1  # no colour bar
-    assert len(summary.comparison(uri, shapes["optuna"]).axes) == 2
+        assert len(runs) <= overlays.MAX_LEGEND
+        assert len(comparisons.comparison(uri, runs).axes) == 1  # no colour bar
+    assert len(comparisons.comparison(uri, shapes["optuna"]).axes) == 2
 
 
 def test_whole_experiment_figure_is_not_all_legend(store):
     shapes, uri, folder = store
     runs = shapes["experiment"]
     assert len(runs) == 29
-    fig = summary.comparison(uri, runs)
+    fig = comparisons.comparison(uri, runs)
     renderer = rendered(fig, "experiment-comparison", folder)
     assert_inside(fig, renderer)
     texts = legend_texts(fig)
@@ -237,7 +223,7 @@ def test_final_loss_against_a_swept_rate(store):
     shapes, uri, folder = store
     for shape in ("grid", "optuna"):
         runs = shapes[shape]
-        figures = summary.versus_figures(runs)
+        figures = comparisons.versus_figures(runs)
         assert list(figures) == ["final_loss_vs_optimizer.lr.png"]
         fig = figures["final_loss_vs_optimizer.lr.png"]
         renderer = rendered(fig, f"{shape}-final_loss_vs_lr", folder)
@@ -254,8 +240,8 @@ def test_final_loss_against_a_swept_rate(store):
         assert sorted(plotted) == pytest.approx(sorted(finished))
         assert "diverged or failed (no final loss)" in legend_texts(fig)
         assert_short_labels(legend_texts(fig))
-    assert summary.versus_figures(shapes["optuna"])  # x spans two decades: log scale
-    optuna = summary.versus_figures(shapes["optuna"])["final_loss_vs_optimizer.lr.png"]
+    assert comparisons.versus_figures(shapes["optuna"])  # x spans two decades: log scale
+    optuna = comparisons.versus_figures(shapes["optuna"])["final_loss_vs_optimizer.lr.png"]
     assert optuna.axes[0].get_xscale() == "log"
 
 
