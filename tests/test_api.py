@@ -108,6 +108,43 @@ def run_rerun(*args):
     return stopped.value.code
 
 
+def png_pixels(data: bytes):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return np.asarray(image.convert("RGBA"))
+
+
+def test_a_runs_figures_are_drawn_again_from_its_store(where, client, tmp_path):
+    """Fit.figures() and gdfit.runs(...).draw(folder) draw fit.png and loss.png from what the
+    store holds: those the run logged, pixel for pixel, and those a run left undrawn."""
+    import io
+
+    drawn = gdfit.fit(steps=300, progress="none", **where)
+    figures = drawn.figures()
+    assert set(figures) == {"fit.png", "loss.png"}
+    for name, figure in figures.items():
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png")
+        logged = drawn.images[name]
+        assert (png_pixels(buffer.getvalue()) == png_pixels(logged)).all(), name
+    undrawn = gdfit.fit("tracking.figures=none", steps=300, seed=1, progress="none", **where)
+    assert undrawn.images == {}  # nothing logged...
+    assert set(undrawn.figures()) == {"fit.png", "loss.png"}  # ...yet drawn from the store
+    runs = gdfit.runs(drawn, undrawn.run_id, tracking_uri=where["tracking_uri"])
+    written = runs.draw(tmp_path / "figures")
+    assert written == [
+        tmp_path / "figures" / r.run_name / name for r in (drawn, undrawn) for name in figures
+    ]
+    assert all(path.read_bytes()[:4] == b"\x89PNG" for path in written)
+    for name in figures:
+        on_disk = (tmp_path / "figures" / drawn.run_name / name).read_bytes()
+        assert (png_pixels(on_disk) == png_pixels(drawn.images[name])).all(), name
+
+
 # ---- bad settings: one exception type, the command's own line ----
 
 
@@ -160,6 +197,22 @@ def test_keywords_name_their_settings(where):
         gdfit.fit(momentum=0.5, **where)
     with pytest.raises(ConfigError, match=r"^progress: must be one of lines, bar, none"):
         gdfit.fit(progress="loud", **where)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        *("sin", "my run", "true", "null", "nan", "1e-6", "42", "x,y", "it's", "${oc.env:HOME}"),
+        *("a\\b", "C:\\runs\\", "a\\'b", "a\\${x}"),  # backslashes: some escape, most do not
+    ],
+)
+def test_a_string_setting_reaches_the_run_as_written(text):
+    """One quoting for the API's keywords and gdfit-rerun's overrides: a plain word goes bare,
+    anything Hydra would read otherwise (a number, null, a list, an interpolation) quoted."""
+    from gdfit.config import hydra_value
+
+    assert api.compose(f"tracking.run_name={hydra_value(text)}").tracking.run_name == text
+    assert (hydra_value(text) == text) == (text in ("sin",))
 
 
 def test_a_diverged_fit_raises_and_leaves_a_failed_run(where, client):

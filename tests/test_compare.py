@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import re
+from pathlib import Path
 
 import pytest
 from conftest import run_command, sweep_runs
@@ -166,3 +167,30 @@ def test_unknown_experiment_and_bad_out_paths_are_one_line(store, tmp_path):
     assert f"wrote {tmp_path / 'comparison.png'}" in out.stdout
     assert (tmp_path / "comparison.png").read_bytes()[:4] == b"\x89PNG"
     assert not (tmp_path.parent / f"{tmp_path.name}.png").exists()
+
+
+def test_figures_writes_each_runs_fit_and_loss_drawn_from_the_store(store, tmp_path):
+    """--figures DIR: DIR/<run name>/fit.png and loss.png, the pixels each run logged."""
+    from io import BytesIO
+
+    import numpy as np
+    from mlflow.tracking import MlflowClient
+    from PIL import Image
+
+    def pixels(data: bytes):
+        with Image.open(BytesIO(data)) as image:
+            return np.asarray(image.convert("RGBA"))
+
+    uri, _, parent, children, _ = store
+    client = MlflowClient(uri)
+    out = compare(store, "--parent", parent.info.run_id, "--figures", str(tmp_path / "figs"))
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == sorted(
+        c.info.run_name for c in children
+    )
+    for child in children:
+        for name in ("fit.png", "loss.png"):
+            path = tmp_path / "figs" / child.info.run_name / name
+            assert str(path) in out.stdout  # the command says what it wrote
+            logged = Path(client.download_artifacts(child.info.run_id, name, str(tmp_path)))
+            assert np.array_equal(pixels(path.read_bytes()), pixels(logged.read_bytes())), path

@@ -288,16 +288,62 @@ def test_fit_frames_show_each_snapshot(store):
     keep(folder / "frames.png")
 
 
-def full_draw(figure) -> np.ndarray:
-    """What matplotlib itself draws of `figure`: every artist, in its own order."""
-    figure.canvas.draw()
-    return np.asarray(figure.canvas.buffer_rgba()).copy()
+def artifacts(client, run_id: str) -> set[str]:
+    return {a.path for a in client.list_artifacts(run_id)}
 
 
-def drawn_png(figure, tmp_path: Path) -> np.ndarray:
-    """The PNG gdfit writes of `figure`, read back."""
-    plots.save_png(figure, tmp_path / "drawn.png")
-    return read_png(tmp_path / "drawn.png")
+def test_figures_none_leaves_a_run_without_figures(make_cfg, client):
+    result = train(make_cfg("train.steps=50", "tracking.figures=none"))
+    run = client.get_run(result.run_id)
+    assert run.data.tags["gdfit.figures"] == "none"
+    assert "mlflow.loggedImages" not in run.data.tags
+    names = artifacts(client, result.run_id)
+    assert not {"fit.png", "loss.png", "images"} & names
+    assert {"config.yaml", "coefficients.json", "loss.npz"} <= names  # to draw them from later
+    drawn = train(make_cfg("train.steps=50"))  # auto, a single run: drawn, no tag
+    assert {"fit.png", "loss.png", "images"} <= artifacts(client, drawn.run_id)
+    assert "gdfit.figures" not in client.get_run(drawn.run_id).data.tags
+
+
+def test_a_sweep_too_large_for_every_jobs_figures_draws_its_best_at_its_end(
+    monkeypatch, store_uri, client
+):
+    """tracking.figures=auto: the jobs of a sweep of more than FIGURES_AUTO_MOST jobs draw
+    nothing; its end draws the best FIGURES_AUTO_BEST jobs' figures from the store."""
+    from gdfit import config
+
+    monkeypatch.setattr(config, "FIGURES_AUTO_MOST", 1)
+    monkeypatch.setattr(config, "FIGURES_AUTO_BEST", 1)
+    result = gdfit.sweep(
+        lr=[5e-7, 2e-6, 1e-6],
+        steps=50,
+        tracking_uri=store_uri,
+        experiment="figures-auto-large",
+        progress="none",
+    )
+    parent = client.get_run(result.parent_id)
+    best = parent.data.tags["gdfit.best_run_id"]
+    assert best == min(result.runs, key=lambda r: r.data.metrics["final_loss"]).info.run_id
+    for job in result.runs:
+        run = client.get_run(job.info.run_id)
+        names = artifacts(client, job.info.run_id)
+        if job.info.run_id == best:
+            assert run.data.tags["gdfit.figures"] == "drawn at the sweep's end"
+            assert {"fit.png", "loss.png", "images"} <= names
+            assert run.data.tags["mlflow.loggedImages"] == "True"
+        else:
+            assert run.data.tags["gdfit.figures"] == "left for the sweep's end"
+            assert not {"fit.png", "loss.png", "images"} & names
+    assert {"comparison.png", "summary.csv"} <= artifacts(client, result.parent_id)
+
+
+def pixels(figure) -> np.ndarray:
+    """The PNG a run saves of `figure` (savefig), read back."""
+    from io import BytesIO
+
+    buffer = BytesIO()
+    figure.savefig(buffer, format="png")
+    return read_png(buffer)
 
 
 LONG = "y = 100000.1 + 0.9123 x + -0.0931 x^3 + 0.0001234 x^2 + 0.000123 x^4"
@@ -308,6 +354,7 @@ RUNS = [  # the data (its scale and offset), the fitted curve's amplitude, first
     (1.0, 0.0, 0.9, 3e4, 8.8),  # back to the first views
     (1.0, 0.0, 0.5, 12.0, 8.8),  # less than a decade: autoscaled, every minor tick
     (1.0, 0.0, 0.9, 3e4, 1e-20),  # an optimum of almost zero
+    (1.0, 0.0, 0.9, 3e4, None),  # a model without a closed-form optimum: no floor, no legend
     (0.5, 0.0, 0.4, 3e4, 8.8),  # other data, the same target
     (1.0, 1e5, 0.9, 3e4, 8.8),  # an axis offset (+1e5), under a long title ...
     (1.0, 1e5, 0.9, 3e4, 8.8),  # ... then a short one: matplotlib moves it by its width
@@ -318,48 +365,43 @@ RUNS = [  # the data (its scale and offset), the fitted curve's amplitude, first
 @pytest.mark.parametrize(
     "rc", [{}, {"axes.axisbelow": False, "axes.grid": True}, {"axes.titlelocation": "right"}]
 )
-def test_a_runs_figures_drawn_over_kept_views_are_the_pixels_of_a_full_draw(tmp_path, rc):
-    """A sweep's jobs redraw fit.png and loss.png over the axes kept from an earlier job with
-    the same view, and the frames over the data kept from the last job: every PNG must hold
-    what matplotlib draws of a new figure. The runs repeat views, change them and come back;
-    a matplotlibrc may put the grid over the lines, or the title at the right."""
+def test_a_runs_figures_on_the_kept_figures_are_the_pixels_of_new_ones(monkeypatch, rc):
+    """A sweep's jobs in one process draw fit.png, loss.png and the frames on the figures kept
+    from the job before (plots.kept), their artists updated: every PNG must hold what a new
+    figure of that run draws. The runs repeat views, change them and come back; a matplotlibrc
+    may put the grid over the lines, or the title at the right."""
+    monkeypatch.setattr(plots, "_kept", {})  # a new process's: built under this rc
     x, steps = np.linspace(-np.pi, np.pi, 2000), np.arange(3000)
     with matplotlib.rc_context(rc):
         for k, (scale, offset, amplitude, first, optimum) in enumerate(RUNS):
             y = offset + scale * np.sin(x)
             fitted = offset + amplitude * np.sin(x) + 0.01 * x**3
-            losses = np.exp(-steps / 400) * first + optimum
+            losses = np.exp(-steps / 400) * first + (optimum or 8.8)
             snapshots = [(s, fitted * s / 2000) for s in (0, 1000, 2000)]
             name = f"numpy-sgd-lr1e-06-seed{k}"
             formula = "y = b x" if k % 2 else LONG
-            for draw, args in (
-                (plots.fit_figure, (x, y, fitted, "sin", name, formula)),
-                (plots.loss_figure, (steps, losses, optimum)),
+            for kind, draw, args in (
+                (plots.FitFigure, plots.fit_figure, (x, y, fitted, "sin", name, formula)),
+                (plots.LossFigure, plots.loss_figure, (steps, losses, optimum)),
             ):
-                kept = drawn_png(draw(*args, reuse=True), tmp_path)
-                assert np.array_equal(kept, full_draw(draw(*args))), (k, draw.__name__)
-            kept = plots.fit_frames(x, y, "sin", snapshots, name, reuse=True)
+                kept = pixels(plots.kept(kind).draw(*args))
+                assert np.array_equal(kept, pixels(draw(*args))), (k, kind.__name__)
+            kept = plots.kept(plots.Frames).draw(x, y, "sin", snapshots, name)
             new = plots.fit_frames(x, y, "sin", snapshots, name)
             assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(kept, new, strict=True))
+
+
+def test_loss_png_ends_on_whole_decades():
+    """The runs of a sweep then share one axis; a view under a decade keeps its own ends."""
+    steps = np.arange(3000)
     ylim = plots.loss_figure(steps, np.exp(-steps / 400) * 3e4 + 8.8, 8.8).axes[0].get_ylim()
-    assert ylim == (1.0, 1e5)  # whole decades, which the jobs of a sweep share
+    assert ylim == (1.0, 1e5)
+    low, high = plots.loss_figure(steps, np.exp(-steps / 400) * 12 + 8.8, 8.8).axes[0].get_ylim()
+    assert 1 < high / low < 10 and (low, high) != (1.0, 10.0)
 
 
-def read_png(path: Path) -> np.ndarray:
+def read_png(path) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as image:
         return np.asarray(image.convert("RGBA"))
-
-
-@pytest.mark.parametrize("channels", [3, 4])
-def test_png_holds_the_pixels_it_was_given(tmp_path, channels):
-    rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 256, size=(37, 53, channels), dtype=np.uint8)
-    (tmp_path / "image.png").write_bytes(png.encode(pixels, dpi=80))
-    from PIL import Image
-
-    with Image.open(tmp_path / "image.png") as image:
-        assert image.mode == ("RGB" if channels == 3 else "RGBA")
-        assert np.array_equal(np.asarray(image), pixels)
-        assert [round(d) for d in image.info["dpi"]] == [80, 80]

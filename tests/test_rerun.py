@@ -172,9 +172,10 @@ def test_check_gives_the_verdict_without_logging_a_run(make_cfg, client, store_u
 def test_a_diverged_run_reruns_to_the_same_step(make_cfg, client, store_uri, capsys):
     from gdfit.errors import Diverged
 
+    created = []
     with pytest.raises(Diverged) as diverged:
-        train(make_cfg("optimizer.lr=1e-4", "train.steps=300"))
-    assert run_rerun(diverged.value.run_id, "--tracking-uri", store_uri) == 0
+        train(make_cfg("optimizer.lr=1e-4", "train.steps=300"), opened=created.append)
+    assert run_rerun(created[0], "--tracking-uri", store_uri) == 0
     out = capsys.readouterr().out
     assert ": identical: " in out
     step = diverged.value.step

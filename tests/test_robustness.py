@@ -13,7 +13,7 @@ import torch
 from conftest import BIN, run_command, wait_for_curve
 from mlflow.tracking import MlflowClient
 
-from gdfit import api, tracking
+from gdfit import api, readback, runlog
 from gdfit.errors import ConfigError
 from gdfit.train import train
 
@@ -122,7 +122,7 @@ def test_divergence_fails_the_run_and_keeps_the_curve(backend, tmp_path):
     assert f"diverged at step {step} " in out.stderr
     assert f"run {run.info.run_id} ended FAILED" in out.stderr
     # Every step up to the divergence is kept (loss.npz); the chart's metric is a subset of it.
-    steps, _ = tracking.loss_curve(uri, run.info.run_id)
+    steps = readback.loss_curve(uri, run.info.run_id).steps.tolist()
     assert steps == list(range(step))
     curve = MlflowClient(uri).get_metric_history(run.info.run_id, "loss")
     assert {m.step for m in curve} <= set(steps) and curve
@@ -160,8 +160,8 @@ def test_signal_ends_the_run_killed_with_its_curve(sig, code, times, tmp_path):
     (run,) = runs(uri)
     assert run.info.status == "KILLED"
     assert len(client.get_metric_history(run.info.run_id, "loss")) > 1  # stride 1000 steps
-    steps, _ = tracking.full_curve(uri, run.info.run_id)  # every step up to the stop, none cut
-    kept = tracking.thinned_steps(100_000_000, tracking.FULL_CURVE_MAX)  # (so long a run thins)
+    steps = readback.saved_curve(uri, run.info.run_id).steps  # every step to the stop, none cut
+    kept = runlog.thinned_steps(100_000_000, runlog.FULL_CURVE_MAX)  # (so long a run thins)
     assert np.array_equal(steps, kept[: len(steps)]) and len(steps) > 1000
 
 
@@ -192,7 +192,7 @@ def test_an_unexpected_error_ends_the_run_failed_with_the_error(make_cfg, client
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(plots, "fit_figure", broken)
+    monkeypatch.setattr(plots, "run_figures", broken)
     with pytest.raises(RuntimeError):
         train(make_cfg("train.steps=3"))
     (run,) = client.search_runs(

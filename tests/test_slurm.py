@@ -165,7 +165,7 @@ def test_submitit_local_sweep_is_one_parent_with_a_finished_child_per_backend(tm
 
 def wait_for_status(uri, want: list[str], timeout: float = 120) -> None:
     """Block until the sweep's children have exactly the statuses `want`, in start order."""
-    from gdfit.tracking import open_experiment  # under the lock that guards a new store
+    from gdfit.store import open_experiment  # under the lock that guards a new store
 
     deadline = time.monotonic() + timeout
     seen = None

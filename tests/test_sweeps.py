@@ -70,8 +70,11 @@ def test_parent_holds_summary_comparison_and_best_loss(grid, tmp_path):
     assert {
         "run_id",
         "run_name",
-        "backend.name",
-        "optimizer.lr",
+        "model",
+        "backend",
+        "optimizer",
+        "lr",
+        "seed",
         "status",
         "final_loss",
         "loss_gap",
@@ -81,6 +84,11 @@ def test_parent_holds_summary_comparison_and_best_loss(grid, tmp_path):
     } <= set(rows[0])
     assert sorted(r["status"] for r in rows) == ["FAILED"] * 3 + ["FINISHED"] * 3
     assert {r["run_id"] for r in rows} == {c.info.run_id for c in children}
+    by_id = {c.info.run_id: c.data.params for c in children}
+    for row in rows:  # the settings under short titles, as gdfit-compare shows them
+        params = by_id[row["run_id"]]
+        assert (row["backend"], row["lr"]) == (params["backend.name"], params["optimizer.lr"])
+        assert (row["model"], row["seed"]) == ("polynomial", "0")
     finished = [c.data.metrics["final_loss"] for c in children if c.info.status == "FINISHED"]
     assert parent.data.metrics["best_final_loss"] == min(finished)
     assert parent.data.tags["gdfit.failed_jobs"] == "3"
@@ -189,8 +197,8 @@ def test_every_job_failing_any_way_is_failed_with_its_reason_summarised_and_exit
 
 
 def test_a_job_that_cannot_be_composed_stops_the_sweep_before_any_job_runs(tmp_path):
-    """gdfit's basic sweeper composes every job's config once, up front, and launches those:
-    a bad option among the jobs still fails the sweep before the first job runs."""
+    """Hydra's basic sweeper composes every job's config before it launches any: a bad option
+    among the jobs fails the sweep before the first job runs."""
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     out = run_command(
         "gdfit-train",
@@ -339,7 +347,7 @@ def test_ctrl_c_during_a_sweep_leaves_nothing_running(tmp_path):
 def test_stopping_a_joblib_sweep_leaves_nothing_running(group, signum, code, tmp_path):
     """Two jobs running in joblib's worker processes when the sweep is stopped: the parent ends
     KILLED with its summary, and no child stays RUNNING once the store is read again (a worker
-    killed outright is marked KILLED by the next command, gdfit.tracking.reap_lost)."""
+    killed outright is marked KILLED by the next command, gdfit.store.reap_lost)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     proc = subprocess.Popen(
         [
@@ -398,50 +406,32 @@ def gone(group: int, wait: float = 15) -> bool:
 
 
 @pytest.mark.parametrize(
-    ("sweep_wide", "jobs", "derivable"),
+    "lines",
     [
-        ([], [["optimizer.lr=1e-6"], ["optimizer.lr=2e-6"], ["optimizer.lr=3e-06"]], True),
-        (
-            ["tracking.experiment=x", "train.steps=200"],
-            [["train.seed=0", "backend.dtype=float32"], ["train.seed=7", "backend.dtype=float64"]],
-            True,
-        ),
-        ([], [["train.seed=1"], ["train.seed=abc"]], True),  # fails as composing fails
-        ([], [["backend=numpy"], ["backend=tensor"]], False),  # a config group
-        ([], [["+train.extra=1"], ["+train.extra=2"]], False),  # an addition
-        ([], [["model.init=[0,0,0,0]"], ["model.init=[1,1,1,1]"]], False),  # a list value
+        ["backend=numpy,tensor", "optimizer.lr=1e-6,2e-6"],
+        ["optimizer.lr=1e-6,2e-6", "backend=numpy,tensor,autograd", "train.steps=50"],
+        ["train.seed=0,1", "train.seed=5,6,7"],  # a key given twice: its last values
+        ["model.init=[0,0,0,0],[1,1,1,1]", "tracking.run_name='a b'"],  # lists, quoted strings
     ],
 )
-def test_a_sweep_job_derived_from_the_first_is_the_config_hydra_composes(
-    sweep_wide, jobs, derivable
-):
-    """gdfit's basic sweeper sets the values a job changes on the first job's config instead of
-    composing it again; the result must be Hydra's own composition, hydra node included, and
-    what it cannot derive so it leaves to Hydra."""
-    from hydra._internal.config_loader_impl import ConfigLoaderImpl
-    from hydra._internal.utils import create_config_search_path
-    from hydra.errors import ConfigCompositionException
-    from hydra.types import RunMode
-    from omegaconf import OmegaConf
+def test_the_apis_grid_lists_the_jobs_of_minus_m_in_its_order(lines):
+    """gdfit.sweep runs its jobs as config.grid lists them: the jobs of Hydra's own basic
+    sweeper (-m), in its order."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from gdfit import config
+
+    parsed = OverridesParser.create().parse_overrides(lines)
+    (hydras,) = BasicSweeper.split_arguments(parsed, max_batch_size=None)
+    assert config.grid(lines) == hydras
+
+
+def test_minus_m_sweeps_with_hydras_own_basic_sweeper():
+    from hydra import compose, initialize_config_dir
 
     from gdfit.paths import conf_dir
-    from hydra_plugins.gdfit_sweeper import derived
 
-    loader = ConfigLoaderImpl(config_search_path=create_config_search_path(str(conf_dir())))
-    master = loader.load_configuration("config", ["hydra.sweep.dir=/tmp/x"], RunMode.MULTIRUN)
-    assert master.hydra.sweeper._target_ == "hydra_plugins.gdfit_sweeper.BasicSweeper"
-    batch = [sweep_wide + job for job in jobs]
-    first = loader.load_sweep_config(master, batch[0])
-    for overrides in batch[1:]:
-        try:
-            want = loader.load_sweep_config(master, overrides)
-        except ConfigCompositionException:
-            with pytest.raises(ConfigCompositionException):
-                derived(first, batch[0], overrides, master)
-            continue
-        got = derived(first, batch[0], overrides, master)
-        if not derivable:
-            assert got is None
-            continue
-        got.hydra.runtime.cwd = want.hydra.runtime.cwd  # the process's, the same by construction
-        assert OmegaConf.to_yaml(got) == OmegaConf.to_yaml(want)
+    with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+        cfg = compose("config", [], return_hydra_config=True)
+    assert cfg.hydra.sweeper._target_ == "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from gdfit import api, data, reference, tracking
+from gdfit import api, comparisons, data, readback, reference, runlog, store
 from gdfit.train import fit, prepare, train
 
 
@@ -128,15 +128,30 @@ def test_metric_is_thinned_to_curve_points_and_loss_npz_holds_every_step(make_cf
         assert saved["losses"].dtype == np.float64
         assert saved["losses"].tolist() == losses  # bit for bit
     assert list(result.loss_steps) == steps and list(result.losses) == losses
-    assert tracking.loss_curve(client.tracking_uri, result.run_id) == (steps, losses)
+    curve = readback.loss_curve(client.tracking_uri, result.run_id)
+    assert curve.steps.tolist() == steps and curve.losses.tolist() == losses
+
+
+def test_loss_npz_holds_the_fits_snapshots(make_cfg, client):
+    """The parameters at the steps the run drew its fit images at, from which any run's
+    figures can be drawn again (gdfit.redraw)."""
+    result = train(make_cfg("train.steps=300"))
+    with np.load(client.download_artifacts(result.run_id, "loss.npz")) as saved:
+        assert saved["snapshot_steps"].dtype == np.int64
+        assert saved["snapshot_steps"].tolist() == [0, 10, 100, 300] == sorted(result.snapshots)
+        assert saved["snapshots"].shape == (4, 4)  # (steps, parameters)
+        for step, params in zip(saved["snapshot_steps"], saved["snapshots"], strict=True):
+            assert np.array_equal(params, result.snapshots[step])
+    assert np.array_equal(result.snapshots[300], result.coef)  # the last: the fit itself
+    curve = readback.loss_curve(client.tracking_uri, result.run_id)
+    assert curve.snapshots.keys() == result.snapshots.keys()
+    assert all(np.array_equal(curve.snapshots[s], p) for s, p in result.snapshots.items())
 
 
 def test_a_loss_npz_cut_short_is_read_from_the_loss_metric(make_cfg, client, capsys):
     """A sweep job's worker killed while it sent loss.npz (joblib kills its workers when the
     sweep is stopped) leaves the file cut short: readers fall back to the `loss` metric, say so,
     and the sweep's comparison is still drawn."""
-    from gdfit import summary
-
     shape = ("train.steps=300", "tracking.curve_points=50")
     results = [train(make_cfg(*shape, f"train.seed={seed}")) for seed in (0, 1)]
     uri, damaged = client.tracking_uri, results[0].run_id
@@ -145,19 +160,22 @@ def test_a_loss_npz_cut_short_is_read_from_the_loss_metric(make_cfg, client, cap
     charted = client.get_metric_history(damaged, "loss")
     for cut in (len(whole) // 2, 2, 0):  # numpy fails three ways: BadZipFile, ValueError, EOF
         path.write_bytes(whole[:cut])
-        steps, losses = tracking.loss_curve(uri, damaged)
-        assert (steps, losses) == ([m.step for m in charted], [m.value for m in charted])
+        curve = readback.loss_curve(uri, damaged)
+        assert curve.steps.tolist() == [m.step for m in charted]
+        assert curve.losses.tolist() == [m.value for m in charted]
+        assert curve.snapshots == {}  # the metric has none
         assert f"run {damaged}'s loss.npz is cut short or damaged" in capsys.readouterr().err
     runs = [client.get_run(r.run_id) for r in results]
-    drawn = {len(line.get_xdata()) for line in summary.comparison(uri, runs).axes[0].get_lines()}
+    figure = comparisons.comparison(uri, runs)
+    drawn = {len(line.get_xdata()) for line in figure.axes[0].get_lines()}
     assert {50, 300} <= drawn  # the damaged run's 50 charted points, the other's every step
 
 
 def test_thinned_steps_are_even_and_keep_both_ends():
-    assert tracking.thinned_steps(5, 1000).tolist() == [0, 1, 2, 3, 4]
-    assert tracking.thinned_steps(5000, 1000)[[0, -1]].tolist() == [0, 4999]
+    assert runlog.thinned_steps(5, 1000).tolist() == [0, 1, 2, 3, 4]
+    assert runlog.thinned_steps(5000, 1000)[[0, -1]].tolist() == [0, 4999]
     for steps, most in [(5000, 1000), (10**12, 10**7), (7, 2), (1001, 100)]:
-        kept = tracking.thinned_steps(steps, most)
+        kept = runlog.thinned_steps(steps, most)
         assert len(kept) == most and kept[0] == 0 and kept[-1] == steps - 1
         assert np.diff(kept).min() >= (steps - 1) // (most - 1)
 
@@ -165,11 +183,11 @@ def test_thinned_steps_are_even_and_keep_both_ends():
 def test_tracking_uri_setting_beats_environment_beats_default(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # a relative sqlite path is taken from the working directory
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    default = tracking.resolve_uri(None)
+    default = store.resolve_uri(None)
     assert default.startswith("sqlite:///") and default.endswith("/mlruns/mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///from-env.db")
-    assert tracking.resolve_uri(None) == f"sqlite:///{tmp_path / 'from-env.db'}"
-    assert tracking.resolve_uri("sqlite:///explicit.db") == f"sqlite:///{tmp_path / 'explicit.db'}"
+    assert store.resolve_uri(None) == f"sqlite:///{tmp_path / 'from-env.db'}"
+    assert store.resolve_uri("sqlite:///explicit.db") == f"sqlite:///{tmp_path / 'explicit.db'}"
 
 
 def test_run_name_setting_is_used(make_cfg, client):
@@ -197,7 +215,8 @@ def test_a_run_explains_itself_on_its_mlflow_page(make_cfg, client, store_uri):
     run = client.get_run(result.run_id)
     note = run.data.tags["mlflow.note.content"]
     assert "**numpy** backend (float64, cpu)" in note and "**sgd (lr 1e-06)**" in note
-    assert "2,000 steps" in note and "a cubic fitted to sin(x) on 2,000 points" in note
+    assert "2,000 steps" in note
+    assert "a cubic (model=polynomial) fitted to sin(x) on 2,000 points" in note
     assert "`Result: y = " in note and f"| final loss | {result.final_loss:.10g} |" in note
     assert f"| least-squares optimum | {result.optimal_loss:.10g} |" in note
     assert f"gdfit-rerun {result.run_id} --tracking-uri {store_uri}" in note
@@ -214,8 +233,10 @@ def test_a_run_explains_itself_on_its_mlflow_page(make_cfg, client, store_uri):
 def test_a_diverged_run_says_where_on_its_page(make_cfg, client):
     from gdfit.errors import Diverged
 
+    created = []
     with pytest.raises(Diverged) as diverged:
-        train(make_cfg("optimizer.lr=1e-4", "train.steps=300"))
-    note = client.get_run(diverged.value.run_id).data.tags["mlflow.note.content"]
+        train(make_cfg("optimizer.lr=1e-4", "train.steps=300"), opened=created.append)
+    (run_id,) = created  # told as soon as the run existed
+    note = client.get_run(run_id).data.tags["mlflow.note.content"]
     assert f"**Diverged** at step {diverged.value.step}" in note
     assert "Status: FAILED" in note and "`Result:" not in note

@@ -21,7 +21,7 @@ from browser import WAIT_MS, check_gdfit_view, needs_chromium, new_page
 from conftest import BIN, free_port, run_command, sweep_runs
 from mlflow.tracking import MlflowClient
 
-from gdfit import tracking, uiapp, views
+from gdfit import store, uiapp, views
 
 ADDRESS = re.compile(r"^\s+runs:\s+(\S+)$", re.M)
 
@@ -122,13 +122,13 @@ def test_address_is_the_servers_own_ui_without_credentials_or_gdfit_uis():
 
 def test_every_opened_experiment_carries_the_view_written_once(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client, experiment = tracking.open_experiment(uri, "gdfit")
+    client, experiment = store.open_experiment(uri, "gdfit")
     tags = client.get_experiment(experiment).tags
     assert tags[views.KIND_TAG] == views.KIND
     envelope = json.loads(tags[views.VIEW_TAG])
     assert set(envelope) == {"name", "createdAt", "updatedAt", "state"}
     assert json.loads(envelope["state"]) == views.VIEW_STATE
-    tracking.open_experiment(uri, "gdfit")  # a second run: nothing to write
+    store.open_experiment(uri, "gdfit")  # a second run: nothing to write
     assert client.get_experiment(experiment).tags[views.VIEW_TAG] == tags[views.VIEW_TAG]
 
 

@@ -17,7 +17,7 @@ import pytest
 from conftest import BIN, mlflow_server, run_command
 from mlflow.tracking import MlflowClient
 
-from gdfit.tracking import full_curve
+from gdfit.readback import saved_curve
 
 STEPS = 400_000  # a few seconds with 10 points: long enough to break the store mid-run
 LONG = [f"train.steps={STEPS}", "data.n_points=10", "train.log_every=100000"]
@@ -90,10 +90,10 @@ def assert_whole(uri: str, run_id: str, steps: int) -> None:
     assert run.info.status == "FINISHED"
     assert not {"gdfit.unsent", "gdfit.error", "gdfit.reaped"} & set(run.data.tags)
     assert "final_loss" in run.data.metrics
-    curve = full_curve(uri, run_id)
+    curve = saved_curve(uri, run_id)
     assert curve is not None
-    assert np.array_equal(curve[0], np.arange(steps))  # not one point lost
-    assert np.isfinite(curve[1]).all()
+    assert np.array_equal(curve.steps, np.arange(steps))  # not one point lost
+    assert np.isfinite(curve.losses).all()
     assert len(MlflowClient(uri).get_metric_history(run_id, "loss")) == 500
     names = {f.path for f in MlflowClient(uri).list_artifacts(run_id)}
     assert {"config.yaml", "fit.png", "loss.png", "loss.npz", "images"} <= names
@@ -167,7 +167,7 @@ def test_a_read_only_artifact_folder_fails_the_run_in_one_line_and_loses_nothing
         whole = MlflowClient(uri).get_run(folder.name)
         assert whole.info.status == "FINISHED"
         assert not {"gdfit.unsent", "gdfit.error"} & set(whole.data.tags)
-        assert len(full_curve(uri, folder.name)[0]) == 300
+        assert len(saved_curve(uri, folder.name).steps) == 300
         sent = run_command("gdfit-send", "--tracking-uri", uri, cwd=tmp_path)  # what is left
         assert sent.returncode == 0 and f"sent run {failed.name}" in sent.stdout, sent.stderr
         run = MlflowClient(uri).get_run(failed.name)
@@ -219,32 +219,33 @@ def test_gdfit_send_refuses_what_it_cannot_send_in_one_line(tmp_path):
 
 
 def test_a_password_in_the_store_address_is_never_written_down(tmp_path, monkeypatch):
-    from gdfit import unsent
+    from gdfit import outbox
     from gdfit.errors import UsageError
+    from gdfit.send import send
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
-    folder = unsent.keep(
+    folder = outbox.keep(
         "http://alice:s3cret-pw@127.0.0.1:1", "0" * 32, "run", "FINISHED", "why", [], {}, None
     )
     assert folder.is_relative_to(tmp_path / "gdfit" / "unsent")
-    assert "s3cret-pw" not in (folder / unsent.FILE).read_text()
+    assert "s3cret-pw" not in (folder / outbox.FILE).read_text()
     with pytest.raises(UsageError, match="give the address with --tracking-uri"):
-        unsent.send(folder)
+        send(folder)
     assert folder.exists()
 
 
 def test_gdfit_send_takes_only_this_users_finished_folders(tmp_path, monkeypatch):
-    from gdfit import unsent
+    from gdfit import outbox
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "tmp"))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    whole = unsent.keep(uri, "a" * 32, "run", "FINISHED", "why", [], {}, None)
+    whole = outbox.keep(uri, "a" * 32, "run", "FINISHED", "why", [], {}, None)
     building = whole.parent / f".{'b' * 32}.partial-1"  # another process still writing it
     building.mkdir()
-    (building / unsent.FILE).write_text("{}")
-    assert unsent.found(uri) == [whole]
-    assert unsent.found("sqlite:////elsewhere/mlflow.db") == []  # another store's: not sent
-    private = unsent.places(uri)[-1]
+    (building / outbox.FILE).write_text("{}")
+    assert outbox.found(uri) == [whole]
+    assert outbox.found("sqlite:////elsewhere/mlflow.db") == []  # another store's: not sent
+    private = outbox.places(uri)[-1]
     assert private.name == f"gdfit-unsent-{os.getuid()}"
-    assert unsent.usable(private) and private.stat().st_mode & 0o077 == 0
+    assert outbox.usable(private) and private.stat().st_mode & 0o077 == 0

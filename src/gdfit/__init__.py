@@ -9,6 +9,7 @@ From Python or Jupyter (see gdfit.api):
 """
 
 import logging
+import warnings
 
 from gdfit.environment import VERSION as __version__
 from gdfit.errors import ConfigError, GdfitError
@@ -16,6 +17,11 @@ from gdfit.errors import ConfigError, GdfitError
 # A first run on a machine would print matplotlib's "generated new fontManager" (INFO) through
 # the stdout logging a run sets up.
 logging.getLogger("matplotlib.font_manager").setLevel(logging.WARNING)
+# Importing MLflow imports tqdm.auto, which in a Jupyter kernel warns that ipywidgets is missing
+# (and falls back to the text bar gdfit shows there) or that it uses the widget: noise in a cell.
+# Set here, before any module of gdfit imports MLflow (gdfit.train does, through gdfit.runlog).
+warnings.filterwarnings("ignore", message="IProgress not found", module="tqdm")
+warnings.filterwarnings("ignore", message="Using `tqdm.autonotebook.tqdm`", module="tqdm")
 
 __all__ = ["__version__", "ConfigError", "Fit", "GdfitError", "Runs", "fit", "runs", "sweep"]
 

@@ -18,7 +18,6 @@ Underneath: `compose(*overrides)`, the checked config, which gdfit-rerun calls t
 
 import dataclasses
 import os
-import warnings
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -36,11 +35,6 @@ from gdfit.console import PROGRESS
 from gdfit.errors import ConfigError, GdfitError, UsageError, hydra_message
 from gdfit.paths import conf_dir
 from gdfit.results import Fit, Runs
-
-# Importing MLflow imports tqdm.auto, which in a Jupyter kernel warns that ipywidgets is missing
-# (and falls back to the text bar gdfit shows there) or that it uses the widget: noise in a cell.
-warnings.filterwarnings("ignore", message="IProgress not found", module="tqdm")
-warnings.filterwarnings("ignore", message="Using `tqdm.autonotebook.tqdm`", module="tqdm")
 
 __all__ = ["KEYWORDS", "Fit", "Runs", "compose", "fit", "runs", "sweep"]
 

@@ -302,7 +302,10 @@ def hydra_value(value: Any) -> str:
     text = str(value)
     if _PLAIN.fullmatch(text) and text.lower() not in _NOT_STRINGS:
         return text
-    escaped = text.replace("\\", "\\\\").replace("'", "\\'").replace("${", "\\${")
+    # Hydra reads backslashes as escapes only before a quote (the closing one too), OmegaConf
+    # only before ${: those runs are doubled, any other backslash stands for itself.
+    escaped = re.sub(r"\\+(?='|$|\$\{)", lambda m: m[0] * 2, text)
+    escaped = escaped.replace("'", "\\'").replace("${", "\\${")
     return f"'{escaped}'"
 
 

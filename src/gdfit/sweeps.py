@@ -304,7 +304,7 @@ def _draw_figures(uri: str, jobs: list, folder: Path) -> None:
         except TrackingError:
             raise
         except Exception as error:
-            _say_not_drawn(f"the sweep's {what}", error)
+            _say_not_drawn(f"the sweep's {what} was", error)
     undrawn = [r for r in readback.ranked(jobs) if r.data.tags.get("gdfit.figures") == FIGURES_LEFT]
     client = connect(uri)
     for run in undrawn[: config.FIGURES_AUTO_BEST]:
@@ -313,12 +313,12 @@ def _draw_figures(uri: str, jobs: list, folder: Path) -> None:
                 redraw.log(client, uri, run)
                 client.set_tag(run.info.run_id, "gdfit.figures", "drawn at the sweep's end")
             except Exception as error:
-                _say_not_drawn(f"the figures of {run.info.run_name}", error)
+                _say_not_drawn(f"the figures of {run.info.run_name} were", error)
 
 
 def _say_not_drawn(what: str, error: Exception) -> None:
     said = ": ".join([type(error).__name__, *str(error).strip().splitlines()[:1]])
-    print(f"gdfit: warning: {what} were not drawn: {redact(said)}", file=sys.stderr)
+    print(f"gdfit: warning: {what} not drawn: {redact(said)}", file=sys.stderr)
 
 
 def _end_parent(
