@@ -31,9 +31,11 @@ class FitFigure:
 
     def __init__(self) -> None:
         self.figure = Figure(figsize=(6, 4))
+        FigureCanvasAgg(self.figure)  # its own canvas: each save reuses its renderer's caches
         self.ax = ax = self.figure.add_subplot()
         (self.data,) = ax.plot([], [], linewidth=3, alpha=0.5, label="data")
         (self.fitted,) = ax.plot([], [], "--", label="fit")
+        self.legend = ax.legend()
         ax.set(xlabel="x", ylabel="y")
         self.title = ax.set_title("", fontsize="small")
         self.name = self.figure.suptitle("", fontsize="medium", y=0.97)
@@ -43,9 +45,8 @@ class FitFigure:
     ) -> Figure:
         s = _every(len(x))
         self.data.set_data(x[s], y[s])
-        self.data.set_label(f"{target}(x)")
+        self.legend.get_texts()[0].set_text(f"{target}(x)")
         self.fitted.set_data(x[s], fitted[s])
-        self.ax.legend()
         self.ax.relim()
         self.ax.autoscale_view()
         lines = textwrap.wrap(formula, MAX_TITLE, break_long_words=False) or [""]
@@ -61,6 +62,7 @@ class LossFigure:
 
     def __init__(self) -> None:
         self.figure = Figure(figsize=(6, 4))
+        FigureCanvasAgg(self.figure)
         self.figure.subplots_adjust(**MARGINS)
         self.ax = ax = self.figure.add_subplot()
         (self.line,) = ax.plot([], [], label="loss")
@@ -120,8 +122,10 @@ def _powers_of_ten(value: float, _position: Any) -> str:
 
 class Frames:
     """The fit at a few steps, as small images for MLflow's image slider: the data, the fitted
-    line and the step; no tick labels (fit.png carries the numbers). The y-range is the
-    data's, fixed, so the frames compare and an early wild fit leaves the view."""
+    line and the step; no ticks (fit.png carries the numbers). The y-range is the data's,
+    fixed, so the frames compare and an early wild fit leaves the view. What stays the same
+    within a run is drawn once, and each frame draws its line and step over it (matplotlib's
+    blitting)."""
 
     def __init__(self) -> None:
         self.figure = fig = Figure(figsize=(4, 2.7), dpi=80)
@@ -129,10 +133,11 @@ class Frames:
         fig.subplots_adjust(left=0.03, right=0.97, bottom=0.04, top=0.88)
         self.ax = ax = fig.add_subplot()
         (self.data,) = ax.plot([], [], linewidth=3, alpha=0.5, label="data")
-        (self.fitted,) = ax.plot([], [], "--", color="C1", label="fit")
-        ax.tick_params(labelleft=False, labelbottom=False)
+        (self.fitted,) = ax.plot([], [], "--", color="C1", label="fit", animated=True)
+        self.legend = ax.legend(loc="upper left", fontsize="x-small")
+        ax.set(xticks=[], yticks=[])
         self.name = fig.suptitle("", fontsize="small")
-        self.step = ax.text(0.98, 0.04, "", transform=ax.transAxes, ha="right")
+        self.step = ax.text(0.98, 0.04, "", transform=ax.transAxes, ha="right", animated=True)
 
     def draw(
         self, x: np.ndarray, y: np.ndarray, target: str, snapshots: list, name: str
@@ -140,17 +145,20 @@ class Frames:
         s = slice(None, None, max(1, len(x) // 300))
         xs, ys = x[s], y[s]
         self.data.set_data(xs, ys)
-        self.data.set_label(f"{target}(x)")
-        self.ax.legend(loc="upper left", fontsize="x-small")
+        self.legend.get_texts()[0].set_text(f"{target}(x)")
         low, high = float(ys.min()), float(ys.max())
         pad = 0.25 * (high - low or 1.0)
         self.ax.set(xlim=(xs[0], xs[-1]), ylim=(low - pad, high + pad))
         self.name.set_text(name)
+        self.canvas.draw()  # all but the animated line and step
+        background = self.canvas.copy_from_bbox(self.figure.bbox)
         frames = []
         for step, predicted in snapshots:
+            self.canvas.restore_region(background)
             self.fitted.set_data(xs, np.asarray(predicted)[s])
             self.step.set_text(f"step {step}")
-            self.canvas.draw()
+            self.ax.draw_artist(self.fitted)
+            self.ax.draw_artist(self.step)
             frames.append((step, np.asarray(self.canvas.buffer_rgba())[..., :3].copy()))
         return frames
 

@@ -51,11 +51,10 @@ def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     """Values of the credential-like variables in `environ` (default: this process's),
     longest first so that a value containing another is masked whole."""
     environ = os.environ if environ is None else environ
-    found = {
-        value
-        for name, value in environ.items()
-        if SECRET_NAME.search(name) and _could_be_secret(value)
-    }
+    # Names first, values by name: another thread (MLflow's telemetry) may remove a variable
+    # meanwhile, which an iteration over items() meets as a KeyError.
+    values = (environ.get(name) for name in list(environ) if SECRET_NAME.search(name))
+    found = {value for value in values if value is not None and _could_be_secret(value)}
     return sorted(found, key=len, reverse=True)
 
 
