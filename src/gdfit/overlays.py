@@ -14,16 +14,13 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
-from gdfit.plots import MARKERS, MAX_PLOTTED
+from gdfit.plots import every
 
 MAX_LEGEND = 10  # runs drawn one colour each with a legend; more get a colour scale
 MAX_LABEL = 70  # characters of a legend entry
 OFFSETS = [(0, ()), (0, (5, 3)), (0, (1, 2)), (0, (6, 2, 1, 2))]  # solid, dashed, dotted, dash-dot
+MARKERS = ["o", "s", "^", "D", "v", "P"]
 COINCIDE_DEX = 1e-3  # curves within 0.23% of each other at every step cannot be told apart
-
-
-def _every(n: int) -> slice:
-    return slice(None, None, max(1, n // MAX_PLOTTED))
 
 
 @dataclass
@@ -126,7 +123,7 @@ def comparison_figure(
         colours = [f"C{k % 10}" for k in range(len(curves))]
     handles = []
     for i, c in enumerate(curves):
-        s = _every(len(c.steps))
+        s = every(len(c.steps))
         dashes = styles[c.group] if scale else (0, (2, 2)) if c.ended else (0, ())
         kwargs = {"color": colours[i], "linewidth": 0.9 if c.ended else 1.6}
         if i in together:  # markers (and, in a legend, dashes) offset per member

@@ -19,10 +19,10 @@ from matplotlib.ticker import LogFormatter, LogLocator
 MARGINS = {"left": 0.13, "right": 0.97, "bottom": 0.12, "top": 0.91}
 MAX_PLOTTED = 2000  # points drawn per line; larger data are subsampled evenly for the figure
 MAX_TITLE = 76  # characters of a line of fit.png's formula; longer ones wrap
-MARKERS = ["o", "s", "^", "D", "v", "P"]
 
 
-def _every(n: int) -> slice:
+def every(n: int) -> slice:
+    """Every k-th point, so that a line holds at most MAX_PLOTTED of them."""
     return slice(None, None, max(1, n // MAX_PLOTTED))
 
 
@@ -43,7 +43,7 @@ class FitFigure:
     def draw(
         self, x: np.ndarray, y: np.ndarray, fitted: np.ndarray, target: str, name: str, formula: str
     ) -> Figure:
-        s = _every(len(x))
+        s = every(len(x))
         self.data.set_data(x[s], y[s])
         self.legend.get_texts()[0].set_text(f"{target}(x)")
         self.fitted.set_data(x[s], fitted[s])
@@ -73,7 +73,7 @@ class LossFigure:
         ax.grid(True, which="both", alpha=0.3)
 
     def draw(self, steps: np.ndarray, losses: np.ndarray, optimal_loss: float | None) -> Figure:
-        s = _every(len(losses))
+        s = every(len(losses))
         self.line.set_data(steps[s], losses[s])
         marked = optimal_loss is not None and optimal_loss > 0
         self.floor.set_visible(marked)

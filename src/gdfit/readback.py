@@ -236,7 +236,6 @@ SETTINGS = {
     "lr": "optimizer.lr",
     "seed": "train.seed",
 }
-RESULTS = ["status", "final_loss", "loss_gap"]
 
 
 def swept_keys(runs: list) -> list[str]:
