@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from gdfit import data, models, plots, readback
 from gdfit.client import Client
+from gdfit.errors import TrackingError
 from gdfit.runlog import log_images
 
 
@@ -20,8 +21,6 @@ def figures(uri: str, run: Any) -> tuple[dict[str, Figure], list[tuple[int, np.n
     """fit.png and loss.png of `run` (an MLflow Run) as figures, and its fit frames (none for
     a run logged before loss.npz kept the snapshots). TrackingError when the store lacks what
     they need (no config.yaml, no coefficients: a run that did not finish)."""
-    from gdfit.errors import TrackingError
-
     logged = OmegaConf.create(readback.artifact_text(uri, run, "config.yaml"))
     x, y = data.make_data(logged.data)
     model = models.build(logged.model)
