@@ -177,6 +177,7 @@ class MlflowSweep(Callback):
         except Exception as error:
             self.sweep.ended_early()
             _stop(TrackingError(f"the jobs ended but the sweep's summary was not written: {error}"))
+        # A job whose loss diverged is a result of the search, not a failure (sweeps.finish).
         if failed or not jobs:
             said = f"{len(failed)} of {len(jobs)} jobs failed" if jobs else "no job was recorded"
             _stop(sweeps.SweepFailed(said))

@@ -148,7 +148,7 @@ def as_markdown(columns: list[str], rows: list[dict]) -> str:
 def table_cells(columns: list[str], rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     """Titles and cells, the coefficients folded into one column."""
     coefs = [c for c in columns if c.startswith("coef_")]
-    titles = [c for c in columns if c not in coefs and c != "train_seconds"]
+    titles = [c for c in columns if c not in coefs and c not in ("train_seconds", "ended")]
     if coefs:
         titles.append("coefficients")
     titles.append("train_seconds")

@@ -22,7 +22,7 @@ from gdfit.devices import resolve_device
 from gdfit.errors import ConfigError, Diverged
 from gdfit.redaction import public_uri
 from gdfit.results import Fit
-from gdfit.runlog import FIGURES_LEFT, JOBS_ENV, TrackedRun, tracked_run
+from gdfit.runlog import DIVERGED_TAG, FIGURES_LEFT, JOBS_ENV, TrackedRun, tracked_run
 from gdfit.seeding import seed_everything
 from gdfit.store import resolve_uri, store_option
 
@@ -167,7 +167,7 @@ def watch(problem: Problem, run: TrackedRun, reporter: Reporter) -> backends.OnC
         run.curve.add(start, kept)
         reporter.chunk(start, kept)
         if bad is not None:
-            run.set_tags({"gdfit.diverged_at_step": start + bad})
+            run.set_tags({DIVERGED_TAG: start + bad})
             raise Diverged(start + bad, float(losses[bad]), cfg.optimizer.lr, stable_rate(problem))
 
     return on_chunk
