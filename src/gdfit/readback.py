@@ -335,8 +335,7 @@ def ranking(runs: list) -> str:
 
 RANKINGS = {
     "final_loss": "by final_loss",
-    "loss_gap": "by loss_gap, each model against its own optimum (the runs fit different "
-    "models or data)",
+    "loss_gap": "by loss_gap: models or data differ, so each run against its own optimum",
 }
 
 
