@@ -62,10 +62,11 @@ class Reporter:
         lines = [
             f"{start + i} {float(losses[i])}" for i in range(first, len(losses), self.log_every)
         ]
-        if self.progress:
+        if self.progress:  # the bar at this chunk's end (drawn now: printing shows the bar as
+            # last drawn, and the loop may keep the refresh thread waiting), its lines above it
+            self.progress.update(self.task, completed=start + len(losses), refresh=True)
             for line in lines:
                 self.progress.console.print(line, highlight=False)
-            self.progress.advance(self.task, len(losses))
         elif lines:
             print("\n".join(lines), flush=True)
 

@@ -49,6 +49,7 @@ def search_runs(
 
 
 _HEX = re.compile(r"[0-9a-f]{1,32}")
+PREFIX_MIN = 4  # hex digits of the shortest run id prefix looked up
 
 
 def find_run(uri: str, ref: str) -> tuple[Any, str | None]:
@@ -73,7 +74,7 @@ def _find_run(client: Client, uri: str, ref: str) -> tuple[Any, str | None]:
     experiments = [e.experiment_id for e in client.search_experiments()]
     if not experiments:
         raise UsageError(f"no run {ref!r} in {uri}: the store holds no experiments")
-    if len(ref) >= 4 and _HEX.fullmatch(ref):
+    if len(ref) >= PREFIX_MIN and _HEX.fullmatch(ref):
         found = client.search_runs(experiments, f"attributes.run_id LIKE '{ref}%'", max_results=20)
         if len(found) == 1:
             return found[0], None
@@ -86,6 +87,11 @@ def _find_run(client: Client, uri: str, ref: str) -> tuple[Any, str | None]:
         max_results=50,
         order_by=["attributes.start_time DESC"],
     )
+    if not named and len(ref) < PREFIX_MIN and _HEX.fullmatch(ref):
+        raise UsageError(
+            f"no run named {ref!r} in {uri}, and an id prefix needs at least {PREFIX_MIN} "
+            "characters"
+        )
     if not named:
         raise UsageError(f"no run {ref!r} in {uri}: not a run id, id prefix or run name")
     newest = named[0]

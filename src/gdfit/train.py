@@ -298,13 +298,15 @@ def train(
     snapshot_steps: Iterable[int] | None = None,
     progress: str = "lines",
     opened: Callable[[str], None] = lambda run_id: None,
+    say_where: bool = True,
 ) -> Fit:
     """One tracked run of the fit `cfg` describes; `overrides` (the command line's) and `tags`
     are recorded with it. `snapshot_steps`: keep the parameters after these many updates
     (default: `frame_steps`, drawn as the run's fit images). `progress`: what the console
     shows while it fits (console.PROGRESS); "lines" also prints the example's `Result:` line,
-    then where the run went; otherwise (a sweep's job, a notebook) the caller says what it
-    needs. `opened(run_id)` is told the run's id as soon as the run exists."""
+    then where the run went (unless `say_where` is False: a store about to be thrown away);
+    otherwise (a sweep's job, a notebook) the caller says what it needs. `opened(run_id)` is
+    told the run's id as soon as the run exists."""
     problem = prepare(cfg)
     if snapshot_steps is None:
         snapshot_steps = frame_steps(cfg.train.steps)
@@ -339,7 +341,8 @@ def train(
         write_description(run, problem, "FINISHED", result)
     if progress == "lines":
         print("Result: " + problem.model.describe(fitted.params), flush=True)
-        print(where_it_went(cfg, run.run_id, run.experiment_id), file=sys.stderr, flush=True)
+        if say_where:
+            print(where_it_went(cfg, run.run_id, run.experiment_id), file=sys.stderr, flush=True)
     return result
 
 
