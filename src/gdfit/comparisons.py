@@ -24,6 +24,7 @@ def label_keys(runs) -> list[str]:
     each optimizer keeps its own default lr: the optimizer's name says both, so both are left
     out."""
     keys = [k for k in swept_keys(runs) if len(set(_set_values(runs, k))) > 1]
+    keys = [k for k in keys if k not in NOT_SETTINGS]
     keys = [k for k in keys if not _implied(runs, k, keys)]
     return sorted(keys, key=lambda k: (_leaf(k) != "name", _leaf(k) not in SELF_NAMED, k))
 
