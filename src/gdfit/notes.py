@@ -7,6 +7,7 @@ Plain functions of values already at hand: no MLflow import here.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from gdfit.digits import value_texts
@@ -97,12 +98,14 @@ def sweep_note(
     view: str | None,
     best_id: str | None,
     ranking: str,
+    run_link: Callable[[str], str] = lambda run_id: "",
 ) -> str:
     """A sweep's description: its jobs ranked in an aligned table (`rows` of readback.table,
     best first; `ranking` says by what), the jobs that failed with their reasons, and the
     commands that compare and rerun them. Only the settings that differ between the jobs are
     shown. A large sweep's description stays within NOTE_LIMIT by design: the table holds the
-    best rows that fit, and says where every job is (summary.csv)."""
+    best rows that fit, and says where every job is (summary.csv). `run_link(run_id)`: the
+    address of a run's page, for the best one's name."""
     settings = columns[2 : columns.index("status")]
     varied = [c for c in settings if len({r[c] for r in rows}) > 1]
     diverged = [r for r in rows if r["diverged"]]
@@ -113,6 +116,13 @@ def sweep_note(
         f"{len(failed)} failed. Varied: {', '.join(varied) or 'nothing'}. Ranked {ranking}.",
         "",
     ]
+    if best_id and rows:  # first: the page shows a description's first lines until unfolded
+        top = rows[0]
+        name = top["run_name"].replace("[", "\\[").replace("]", "\\]")
+        link = run_link(best_id)
+        named = f"[{name}]({link})" if link else name
+        gap = "" if top["loss_gap"] is None else f", gap {top['loss_gap']:.3g}"
+        head.insert(0, f"**Best**: {named}: final_loss {top['final_loss']:.8g}{gap}.  ")
     tail = ["", *_failure_lines(failed)] if failed else []
     tail += ["", f"Compare: `gdfit-compare --parent {parent_id}{store}`  "]
     tail.append(f"Rerun every job: `gdfit-rerun {parent_id}{store}`  ")

@@ -177,7 +177,7 @@ class Sweep:
         client, experiment_id = open_experiment(uri, experiment)
         if resume is None:
             self.name = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
-            tags = {**source_tags(), **tags}
+            tags = {**source_tags(), **tags, **views.group_tag(self.name)}  # with its jobs
             created = client.create_run(experiment_id, run_name=self.name, tags=tags)
             self.parent = created.info.run_id
             print(f"gdfit: sweep {self.name}: parent run {self.parent}", flush=True)
@@ -214,7 +214,7 @@ class Sweep:
             )
         self.parent, self.name = found.info.run_id, found.info.run_name
         resumed = int(found.data.tags.get("gdfit.resumes", "0")) + 1
-        tags = {**tags, "gdfit.resumes": str(resumed)}
+        tags = {**tags, "gdfit.resumes": str(resumed), **views.group_tag(self.name)}
         client.log_batch(self.parent, tags=[RunTag(k, v) for k, v in tags.items()])
         client.update_run(self.parent, status="RUNNING")
         print(f"gdfit: sweep {self.name}: resuming parent run {self.parent}", flush=True)
@@ -247,6 +247,7 @@ class Sweep:
             view=self.view,
             best_id=best.info.run_id if best else None,
             ranking=ranking,
+            run_link=lambda run_id: views.route(jobs[0].info.experiment_id, run_id),
         )
         texts = {
             "summary.csv": readback.to_csv(*readback.table(jobs)),

@@ -221,7 +221,7 @@ def record(run: TrackedRun, problem: Problem, fitted: Fitted) -> Fit:
         # MLflow's charts and Compare print two to four decimals, so gaps of 1e-6 all read
         # 0.00; the exponent tells runs apart. Below 1e-15 of the loss a gap is rounding.
         floor = 1e-15 * max(abs(optimal_loss), 1e-300)
-        metrics["log10_loss_gap"] = math.log10(max(gap, floor))
+        metrics["log10_loss_gap"] = round(math.log10(max(gap, floor)), 2)  # the UI's column
     metrics["log10_lr"] = math.log10(cfg.optimizer.lr)  # an axis for MLflow's charts
     metrics |= coefficients
     metrics["train_seconds"] = fitted.seconds
