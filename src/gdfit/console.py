@@ -85,7 +85,7 @@ def job_line(result) -> str:
 def diverged_line(run_id: str, run_name: str, error) -> str:
     """The line of a sweep job whose loss diverged (`error`: gdfit.errors.Diverged): a result of
     the search, said once, here."""
-    stable = f" (stable: lr < ~{error.stable_lr:.3g})" if error.stable_lr else ""
+    stable = f" (stable: lr < {error.stable_lr:.2g})" if error.stable_lr else ""
     return f"{run_id[:8]}  {run_name}  diverged at step {error.step:,}{stable}"
 
 

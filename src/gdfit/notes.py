@@ -163,7 +163,10 @@ def _aligned(titles: list[str], cells: list[list[str]]) -> list[str]:
     left-aligned under final_loss."""
     n = len(titles)
     full = [r for r in cells if len(r) == n]
-    widths = [max([len(t), *(len(r[i]) for r in full)]) for i, t in enumerate(titles)]
+    widths = [
+        max([len(t), *(len(r[i]) for r in (full if i >= n - 2 else cells))])
+        for i, t in enumerate(titles)
+    ]
     right = {0, n - 2, n - 1}
 
     def line(row: list[str]) -> str:
