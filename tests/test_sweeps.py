@@ -484,3 +484,59 @@ def test_minus_m_sweeps_with_hydras_own_basic_sweeper():
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
         cfg = compose("config", [], return_hydra_config=True)
     assert cfg.hydra.sweeper._target_ == "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def test_a_large_sweeps_description_keeps_within_mlflows_limit_by_design():
+    """A sweep of 300 jobs (rows built as readback.table builds them, best first): the
+    description holds the best rows that fit in MLflow's 8,000 characters, every failure
+    (the first ones by name, the rest counted), and says where the full table is."""
+    from gdfit import notes
+
+    columns = ["run_id", "run_name", "model", "backend", "optimizer", "lr", "seed", "status"]
+    columns += ["ended", "final_loss", "loss_gap"]
+
+    def row(i: int, status: str = "FINISHED", ended: str = "", diverged: bool = False) -> dict:
+        lr = f"{1e-7 * (1 + i % 37)!r}"
+        return {
+            "run_id": f"{i:08x}" + "0" * 24,
+            "run_name": f"autograd-momentum-lr{float(lr):g}-seed{i}",
+            "model": "polynomial",
+            "backend": "autograd",
+            "optimizer": "momentum",
+            "lr": lr,
+            "seed": str(i),
+            "status": status,
+            "ended": ended,
+            "diverged": diverged,
+            "final_loss": 8.8 + i * 1e-3 if status == "FINISHED" else None,
+            "loss_gap": i * 1e-3 if status == "FINISHED" else None,
+        }
+
+    rows = [row(i) for i in range(200)]
+    rows += [row(i, "FAILED", f"diverged at step {i}", True) for i in range(200, 280)]
+    reason = "OutOfMemoryError: " + "x" * 400
+    rows += [row(i, "FAILED", reason) for i in range(280, 300)]
+    note = notes.sweep_note(
+        columns,
+        rows,
+        "f" * 32,
+        store=" --tracking-uri sqlite:////a/rather/long/path/to/the/team/store/mlflow.db",
+        view="http://127.0.0.1:5000/gdfit#/experiments/1/runs?workflowType=machine_learning",
+        best_id=rows[0]["run_id"],
+        ranking="by final_loss",
+        run_link=lambda run_id: f"#/experiments/1/runs/{run_id}?workflowType=machine_learning",
+    )
+    assert 6000 < len(note) <= notes.NOTE_LIMIT == 8000
+    assert "Sweep of 300 jobs: 200 finished, 80 diverged, 20 failed." in note
+    table = note.split("```")[1].strip().splitlines()
+    shown = [line.split()[1] for line in table[2:]]
+    assert shown == [r["run_name"] for r in rows[: len(shown)]]  # the best ones, in order
+    assert 40 <= len(shown) < 200
+    assert f"The best {len(shown)} of 300 jobs. Every job" in note and "summary.csv" in note
+    failures = [line for line in note.splitlines() if line.startswith("- `")]
+    assert len(failures) == notes.MAX_FAILURES_LISTED
+    assert all(len(line) < 300 for line in failures)
+    assert "- and 10 more: see summary.csv" in note
+    assert note.endswith(
+        "View: http://127.0.0.1:5000/gdfit#/experiments/1/runs?workflowType=machine_learning"
+    )
