@@ -23,6 +23,7 @@ from mlflow.tracking import MlflowClient
 
 import gdfit
 from gdfit import comparisons, data, overlays, plots, readback
+from gdfit.digits import short_value
 from gdfit.paths import conf_dir
 from gdfit.train import train
 
@@ -55,8 +56,9 @@ def store(tmp_path_factory):
         f"hydra.sweep.dir={folder / 'sweeps'}",
         cwd=folder,
     )
-    # Some trials diverge (the shape this figure must hold up to), so the sweep exits 1.
-    assert out.returncode == 1 and "jobs failed" in out.stderr, out.stderr
+    # Some trials diverge (the shape this figure must hold up to): results, not failures.
+    assert out.returncode == 0 and " diverged, 0 failed" in out.stdout, out.stderr
+    assert "0 diverged" not in out.stdout
     optuna = re.search(r"parent run (\w+)", out.stdout)[1]
     shapes = {
         name: readback.search_runs(uri, parent=parent)
@@ -229,8 +231,26 @@ def test_final_loss_against_a_swept_rate(store):
         renderer = rendered(fig, f"{shape}-final_loss_vs_lr", folder)
         assert_inside(fig, renderer)
         loss_ax, gap_ax = fig.axes
-        assert loss_ax.get_xlabel() == "lr" and gap_ax.get_yscale() == "log"
+        assert loss_ax.get_xlabel() == "lr"
         finished = [r.data.metrics["final_loss"] for r in runs if r.info.status == "FINISHED"]
+        gaps = [r.data.metrics["loss_gap"] for r in runs if r.info.status == "FINISHED"]
+        # A log axis only where the values span a decade; else a linear one around them,
+        # with no offset to add (final losses of 8.82 to 9.08 do not lie flat on a decade).
+        optimum = comparisons.optimum(runs)  # drawn on the loss axis too
+        for ax, values in ((loss_ax, finished + [optimum]), (gap_ax, gaps)):
+            spread = max(values) / min(values)
+            assert ax.get_yscale() == ("log" if spread >= 10 else "linear")
+            low, high = ax.get_ylim()
+            assert low <= min(values) and max(values) <= high
+            if spread < 10:
+                assert high - low < 2 * (max(values) - min(values)) + 0.03 * max(values)
+                assert ax.yaxis.get_offset_text().get_text() == ""
+        # The swept rates are the ticks, written short.
+        rates = sorted({float(r.data.params["optimizer.lr"]) for r in runs})
+        if len(rates) <= 8:
+            shown = [t.get_text() for t in loss_ax.get_xticklabels()]
+            assert shown == [short_value(repr(x)) for x in rates]
+        assert loss_ax.xaxis.get_offset_text().get_text() == ""
         series = [
             line
             for line in loss_ax.get_lines()
