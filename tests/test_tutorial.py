@@ -303,6 +303,64 @@ def test_the_tutorial_is_one_sweep_of_every_preset(tutorial):
     assert {"comparison.png", "summary.csv"} <= artifacts
 
 
+def test_the_tutorials_models_are_ranked_by_their_own_optimum_and_say_so(tutorial):
+    """The dynamic net has more parameters than the cubic: its lower loss is not a better fit.
+    Across models the sweep ranks by the gap to each model's own optimum, and says so."""
+    uri, _, parent, children = tutorial
+    note = parent.data.tags["mlflow.note.content"]
+    assert "Ranked by loss_gap: models or data differ, so each run against its own optimum." in note
+    table = note.split("```")[1].strip().splitlines()[2:]
+    names = [line.split()[1] for line in table]
+    gaps = {name: children[name].data.metrics.get("loss_gap") for name in names}
+    ranked = [gaps[name] for name in names if gaps[name] is not None]
+    assert ranked == sorted(ranked) and names[-1] == "tutorial_legendre3-seed0"  # no optimum
+    best = min((c for c in children.values() if "loss_gap" in c.data.metrics), key=gap_of)
+    assert parent.data.tags["gdfit.best_run_id"] == best.info.run_id
+    assert note.startswith(f"**Best**: [{best.info.run_name}](")
+
+
+def gap_of(run) -> float:
+    return run.data.metrics["loss_gap"]
+
+
+def test_the_tutorials_comparison_names_each_run_whole_below_its_curves(tutorial, tmp_path):
+    """comparison.png of the tutorial: a legend entry per run, under the axes, whole (nothing
+    cut with "..."), naming only what differs between the runs."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from gdfit import comparisons, readback
+
+    uri, folder, parent, children = tutorial
+    runs = readback.search_runs(uri, parent=parent.info.run_id)
+    fig = comparisons.comparison(uri, runs)
+    FigureCanvasAgg(fig)
+    fig.savefig(tmp_path / "tutorial-comparison.png")  # looked at while writing this test
+    renderer = fig.canvas.get_renderer()
+    (legend,) = fig.legends
+    texts = [t.get_text() for t in legend.get_texts()]
+    assert len(texts) == len(children)  # models differ: no one optimum to draw
+    assert not any(t.endswith("...") or "log_every" in t for t in texts)
+    for part in {p for t in texts for p in t.split(" (")[0].split(", ")}:
+        assert sum(part in t.split(" (")[0].split(", ") for t in texts) < len(children), part
+    axes = fig.axes[0].get_tightbbox(renderer)
+    box = legend.get_window_extent(renderer)
+    assert box.y1 <= axes.y0 and fig.bbox.x0 <= box.x0 and box.x1 <= fig.bbox.x1  # under it
+
+
+def test_runs_of_different_lengths_share_a_log_step_axis():
+    """2,000 steps beside 30,000: the short run fills more than its first 7% of the axis."""
+    from gdfit import overlays
+
+    short = overlays.Curve(("numpy",), list(range(2000)), list(np.geomspace(1e4, 9, 2000)))
+    long = overlays.Curve(("dynamic",), list(range(30000)), list(np.geomspace(1e4, 9, 30000)))
+    fig = overlays.comparison_figure([short, long], optimum=8.8)
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "symlog" and ax.get_xlim()[0] == 0
+    to_axes = ax.transAxes.inverted().transform
+    x_short = to_axes(ax.transData.transform((1999, 10)))[0]
+    assert x_short > 0.6
+
+
 def test_every_tutorial_job_reruns_bit_for_bit(tutorial):
     uri, folder, parent, _ = tutorial
     out = run_command(
