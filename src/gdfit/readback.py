@@ -180,6 +180,7 @@ def saved_curve(uri: str, run_id: str, artifact_uri: str | None = None) -> Curve
         repo = get_artifact_repository(artifact_uri, tracking_uri=uri)
         if not any(f.path == CURVE_FILE for f in repo.list_artifacts()):
             return None
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         with tempfile.TemporaryDirectory() as folder:
             try:
                 path = repo.download_artifacts(CURVE_FILE, folder)

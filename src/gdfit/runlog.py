@@ -178,6 +178,7 @@ class TrackedRun:
     curve: CurveLogger
     metrics: list[Metric] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
+    params: list[Param] = field(default_factory=list)  # sent with the end (a batched child's)
 
     def __post_init__(self) -> None:
         self._staging = tempfile.TemporaryDirectory(prefix="gdfit-run-")
@@ -246,8 +247,10 @@ class TrackedRun:
                 failure = failure or error
             try:
                 batch = [RunTag(k, v) for k, v in tags.items()]
-                self.client.log_batch(self.run_id, metrics=metrics, tags=batch, synchronous=True)
-                metrics, tags = [], {}
+                self.client.log_batch(
+                    self.run_id, metrics=metrics, params=self.params, tags=batch, synchronous=True
+                )
+                metrics, tags, self.params = [], {}, []
             except TrackingError as error:
                 failure = failure or error
             if failure is None:  # else its status would claim data it does not have
@@ -343,6 +346,24 @@ def run_tags(tags: dict[str, str]) -> dict[str, str]:
     tags |= views.group_tag(os.environ.get(NAME_ENV) if parent else None)
     tags[liveness.PROCESS_TAG] = liveness.identity()
     return tags
+
+
+def written_run(
+    client: Client,
+    experiment_id: str,
+    cfg: DictConfig,
+    run_name: str,
+    tags: dict[str, str],
+    chart_points: int,
+) -> TrackedRun:
+    """A run written in one go once its fit is over (a batched sweep's child): created with
+    its tags; its params, metrics and curve go with its end (`TrackedRun.close`), so that the
+    whole run costs the store four calls. Create and close it inside `signals_deferred`."""
+    created = client.create_run(experiment_id, run_name=run_name, tags=run_tags(tags))
+    run_id = created.info.run_id
+    curve = CurveLogger(client, run_id, cfg.train.steps, chart_points)
+    params = run_params(cfg, client.uri, run_name)
+    return TrackedRun(client, run_id, run_name, experiment_id, curve, params=params)
 
 
 @contextmanager

@@ -88,28 +88,43 @@ def run_job(cfg: DictConfig, fit: Callable[[Callable[[str], None]], float], run_
     FINISHED. A failure of any kind leaves a FAILED child with its reason and returns +inf,
     which the Optuna sweeper scores as the worst trial; the sweep goes on and reports it at the
     end."""
-    parent = os.environ.get(PARENT_ENV)
-    uri = resolve_uri(cfg.tracking.uri)
-    mine = fingerprint(flat_params(cfg))
-    if parent and cfg.sweep.resume is not None:
-        for done in readback.search_runs(uri, parent=parent, filter_string=FINISHED):
-            if fingerprint(done.data.params) == mine:
-                print(f"gdfit: {run_name}: FINISHED before as run {done.info.run_id}; skipped")
-                return done.data.metrics.get("final_loss", math.inf)
+    before = finished_before(cfg, run_name)
+    if before is not None:
+        return before
     created: list[str] = []
     try:
         return fit(created.append)
     except Exception as error:
-        reason = str(error) if isinstance(error, GdfitError) else f"{type(error).__name__}: {error}"
-        print(f"gdfit: error: {run_name}: {reason}", flush=True)
-        # A failure inside the run has ended it FAILED with the reason; one before the run
-        # existed gets a FAILED child of its own.
-        if parent and not created:
-            try:
-                record_failure(cfg, run_name, {"gdfit.version": environment.VERSION}, error)
-            except Exception as unrecorded:
-                print(f"gdfit: error: {run_name}: not recorded: {unrecorded}", flush=True)
-        return math.inf
+        return job_failed(cfg, run_name, error, bool(created))
+
+
+def finished_before(cfg: DictConfig, run_name: str) -> float | None:
+    """When resuming, the final loss of this config's FINISHED child (said in one line), if
+    the sweep has one."""
+    parent = os.environ.get(PARENT_ENV)
+    if not parent or cfg.sweep.resume is None:
+        return None
+    mine = fingerprint(flat_params(cfg))
+    uri = resolve_uri(cfg.tracking.uri)
+    for done in readback.search_runs(uri, parent=parent, filter_string=FINISHED):
+        if fingerprint(done.data.params) == mine:
+            print(f"gdfit: {run_name}: FINISHED before as run {done.info.run_id}; skipped")
+            return done.data.metrics.get("final_loss", math.inf)
+    return None
+
+
+def job_failed(cfg: DictConfig, run_name: str, error: Exception, created: bool) -> float:
+    """Say why a job failed; a failure before its run existed (`created` False: a bad
+    setting, an error while preparing the data) gets a FAILED child of its own, one inside
+    the run has ended it FAILED with the reason already. Returns +inf, the job's score."""
+    reason = str(error) if isinstance(error, GdfitError) else f"{type(error).__name__}: {error}"
+    print(f"gdfit: error: {run_name}: {reason}", flush=True)
+    if os.environ.get(PARENT_ENV) and not created:
+        try:
+            record_failure(cfg, run_name, {"gdfit.version": environment.VERSION}, error)
+        except Exception as unrecorded:
+            print(f"gdfit: error: {run_name}: not recorded: {unrecorded}", flush=True)
+    return math.inf
 
 
 def record_failure(

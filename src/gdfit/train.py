@@ -291,6 +291,29 @@ def write_description(
 # ---- one tracked run ----
 
 
+class Inputs:
+    """What a run records about what it ran, before it fits: the config, the environment and
+    git's state, as tags and as files (config.yaml, environment.json, git.diff)."""
+
+    def __init__(self, problem: Problem, overrides: list[str] | tuple[str, ...]):
+        self.cfg = problem.cfg
+        self.git = environment.shared_git_state()
+        self.env = environment.collect(problem.device, list(overrides), self.git)
+        self.tags = {
+            "gdfit.backend": self.cfg.backend.name,
+            "gdfit.device": problem.device,
+            "gdfit.version": environment.VERSION,
+            **environment.tags(self.env),
+            **environment.git_tags(self.git),
+        }
+
+    def log(self, run: TrackedRun) -> None:
+        run.log_text(OmegaConf.to_yaml(self.cfg, resolve=True), "config.yaml")
+        run.log_dict(self.env, "environment.json")
+        if self.env["git"]["dirty"]:
+            run.log_text(self.git["diff"], "git.diff")
+
+
 def train(
     cfg: DictConfig,
     overrides: list[str] | tuple[str, ...] = (),
@@ -308,21 +331,9 @@ def train(
     problem = prepare(cfg)
     if snapshot_steps is None:
         snapshot_steps = frame_steps(cfg.train.steps)
-    git = environment.shared_git_state()
-    env = environment.collect(problem.device, list(overrides), git)
-    tags = {
-        "gdfit.backend": cfg.backend.name,
-        "gdfit.device": problem.device,
-        "gdfit.version": environment.VERSION,
-        **environment.tags(env),
-        **environment.git_tags(git),
-        **(tags or {}),
-    }
-    with tracked_run(cfg, problem.run_name, tags, opened) as run:
-        run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        run.log_dict(env, "environment.json")
-        if env["git"]["dirty"]:
-            run.log_text(git["diff"], "git.diff")
+    inputs = Inputs(problem, overrides)
+    with tracked_run(cfg, problem.run_name, inputs.tags | (tags or {}), opened) as run:
+        inputs.log(run)
         run.send_files(must=False)  # what the run is, there even if the process dies
         try:
             steps, every = cfg.train.steps, cfg.train.log_every

@@ -23,6 +23,9 @@ A model module (its name is its option, `model=<name>`, in conf/model/<name>.yam
         curvature(F)         the largest eigenvalue of the loss's Hessian, or None
         describe(p, digits)  the fitted function as one line of text, at full precision or
                              with `digits` significant digits
+        linear               (optional) True when predict(p, F) is F[0] @ p, F[0] the design
+                             matrix: a batched sweep then fits K configs as one program
+                             (gdfit.batchfit)
     and, for the gradient kinds that ask for them,
         autograd_loss()      (optional) a loss(p, F, y) for one autograd fit, made fresh for
                              each: one whose forward is a torch.autograd.Function, or whose
