@@ -24,14 +24,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from gdfit import batchfit, registry, sweeps, train
 from gdfit.console import job_line
-from gdfit.errors import Diverged
+from gdfit.errors import ConfigError, Diverged
 from gdfit.runlog import JOBS_ENV, signals_deferred, written_run
 from gdfit.store import open_experiment, reap_lost, resolve_uri
 
 BATCH_TAG = "gdfit.batch"  # on each child: how many configs its program fitted
 BACKENDS = ("numpy", "tensor", "autograd")  # `module` holds one parameter vector per nn.Module
-SWEEP_CHART_POINTS = 20_000  # `loss` points of all a batched sweep's charts together
-MIN_CHART_POINTS = 20
+SWEEP_CHART_POINTS = 10_000  # `loss` points of all a batched sweep's charts together
+MIN_CHART_POINTS = 10
 MEMORY_MB = 1024  # the default working-set budget of one program (as the launcher's)
 
 
@@ -83,11 +83,15 @@ def chart_points(cfg: DictConfig, configs: int) -> int:
 
 
 def run(
-    cfgs: list[DictConfig], overrides: list[list[str]], memory_mb: int = MEMORY_MB
+    cfgs: list[DictConfig], overrides: list[list[str]], memory_mb: float = MEMORY_MB
 ) -> list[float]:
     """Fit and write the configs `cfgs` (one group of `plan`; `overrides`: each job's command
     line) as few programs as `memory_mb` allows; each job's final loss, +inf for a job that
     failed or diverged (what the Optuna sweeper scores as the worst trial)."""
+    if not (isinstance(memory_mb, int | float) and memory_mb > 0):
+        raise ConfigError(
+            "hydra.launcher.memory_mb", "must be a positive number of megabytes", memory_mb
+        )
     scores = [math.inf] * len(cfgs)
     ready: list[tuple[int, train.Problem]] = []
     for i, cfg in enumerate(cfgs):
@@ -106,7 +110,7 @@ def run(
     cfg, steps = first.cfg, first.cfg.train.steps
     chunk = max(1, min(1000, train.CHUNK_ELEMENTS // len(first.x)))
     each = batchfit.bytes_per_config(len(first.x), len(first.p0), steps, chunk, cfg.backend.dtype)
-    size = max(1, memory_mb * 2**20 // each)
+    size = max(1, int(memory_mb * 2**20 // each))
     uri = resolve_uri(cfg.tracking.uri)
     client, experiment_id = open_experiment(uri, cfg.tracking.experiment)
     reap_lost(client, experiment_id, once=True)

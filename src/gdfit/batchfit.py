@@ -33,6 +33,7 @@ import math
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
@@ -80,6 +81,7 @@ class Program:
         self.autograd = registry.load("backend", backend).GRADIENT == "autograd"
         self.torch = backend != "numpy"
         X, y = first.F[0], first.y
+        self.losses: Any
         P0 = np.stack([p.p0 for p in problems], axis=1)  # (n_params, K)
         if self.torch:
             import torch
@@ -148,7 +150,7 @@ class Program:
 
     def read(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         if not self.torch:
-            return self.losses[:n].astype(np.float64), self.P.astype(np.float64)
+            return np.array(self.losses[:n], np.float64), np.array(self.P, np.float64)
         import torch
 
         host = torch.cat((self.losses[:n], self.P.detach())).cpu().numpy().astype(np.float64)

@@ -387,13 +387,15 @@ def compose_many(
             out.append((_resolved(shapes[shape][1]), first))
             continue
         first, base, trusted = shapes[shape]
-        task = None if trusted is False else _with_values(base, plain)
+        if trusted:
+            out.append((_with_values(base, plain), first))
+            continue
+        composed = _resolved(_without_hydra(compose(job)))
         if trusted is None:  # the shape's second job: does setting values give Hydra's config?
-            composed = _resolved(_without_hydra(compose(job)))
-            trusted = OmegaConf.to_container(task) == OmegaConf.to_container(composed)
+            same = _with_values(base, plain)
+            trusted = OmegaConf.to_container(same) == OmegaConf.to_container(composed)
             shapes[shape] = (first, base, trusted)
-            task = composed
-        out.append((task if trusted else _resolved(_without_hydra(compose(job))), first))
+        out.append((composed, first))
     return out
 
 

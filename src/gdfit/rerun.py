@@ -7,6 +7,9 @@
   gdfit-rerun sweep-20261127-101500        a sweep's parent: rerun each of its jobs
 
 RUN is a run id, a unique prefix of one or a run name (the newest run of that name).
+A run fitted in a batch (hydra/launcher=batched, tag gdfit.batch) is rerun alone; without
+--rtol it is judged against the batched tolerance (gdfit.batchfit.TOLERANCE).
+
 Exit codes: 0 identical (or within --rtol), 1 different, 2 cannot rerun; for a sweep, the
 worst of its jobs.
 """
@@ -21,7 +24,8 @@ import yaml
 from mlflow.entities import RunTag
 from omegaconf import DictConfig, OmegaConf
 
-from gdfit import api, config, readback, train
+from gdfit import api, batchfit, config, readback, train
+from gdfit.batched import BATCH_TAG
 from gdfit.client import connect, reading
 from gdfit.errors import Diverged, GdfitError, TrackingError, reported_errors
 from gdfit.notes import NOTE_TAG
@@ -207,14 +211,19 @@ def rerun_one(uri: str, original, args: argparse.Namespace) -> tuple[int, str, s
             print(f"gdfit-rerun: warning: {line}", file=sys.stderr)
         if whole is None:
             new = at_steps(new, old[0])
-        outcome, details = verdict(old, new, args.rtol)
+        rtol, batch = args.rtol, original.data.tags.get(BATCH_TAG)
+        if batch and rtol is None:  # fitted in a batch: not bitwise the sequential fit
+            rtol = batchfit.TOLERANCE[cfg.backend.dtype]
+        outcome, details = verdict(old, new, rtol)
         was = original.data.tags.get("gdfit.diverged_at_step")
         if diverged is not None or was is not None:
             details += (
                 f"; the original diverged at step {was or '-'}, the rerun at step "
                 f"{diverged if diverged is not None else '-'}"
             )
-        shown = f"within rtol={args.rtol:g}" if outcome == "within rtol" else outcome
+        shown = f"within rtol={rtol:g}" if outcome == "within rtol" else outcome
+        if batch and args.rtol is None and outcome == "within rtol":
+            shown = f"within the batched tolerance rtol={rtol:g} (fitted in a batch of {batch})"
         if args.check:
             line = f"check of {run_id}: {shown}: {details} (ran in a scratch store; nothing logged)"
         else:

@@ -42,7 +42,7 @@ MEMORY_MB = 1024  # the default budget of one program: a few thousand default co
 @dataclass
 class BatchedLauncherConf:
     _target_: str = "hydra_plugins.gdfit_batched_launcher.batched_launcher.BatchedLauncher"
-    memory_mb: int = MEMORY_MB  # the most one program's arrays and curves may take, > 0
+    memory_mb: float = MEMORY_MB  # the most one program's arrays and curves may take, > 0
 
 
 ConfigStore.instance().store(
@@ -51,7 +51,7 @@ ConfigStore.instance().store(
 
 
 class BatchedLauncher(Launcher):
-    def __init__(self, memory_mb: int) -> None:
+    def __init__(self, memory_mb: float) -> None:
         from gdfit.errors import ConfigError
 
         if not memory_mb > 0:
@@ -118,7 +118,8 @@ class BatchedLauncher(Launcher):
         for why in dict.fromkeys(alone.values()):
             count = sum(1 for w in alone.values() if w == why)
             print(f"gdfit: {count} of {len(overrides)} jobs run one at a time: {why}", flush=True)
-        work = [(indices[g[0]], [indices[n] for n in g]) for g in groups]
+        work: list[tuple[int, list[int] | None]] = []
+        work += [(indices[g[0]], [indices[n] for n in g]) for g in groups]
         work += [(indices[n], None) for n in alone]
         for index, group in sorted(work, key=lambda w: w[0]):
             if group is None:  # as Hydra's basic launcher runs a job
