@@ -119,13 +119,13 @@ def run(
         problems = [p for _, p in part]
         batch = batchfit.Batch(problems, steps)
         form = "Gram" if batchfit.gram_form(cfg.backend.dtype) else "residual"
-        print(
-            f"gdfit: fitting {len(part)} configs as one program "
-            f"({cfg.backend.name}, {cfg.backend.dtype}, {form} form)",
-            flush=True,
-        )
         stopped = None
-        try:
+        try:  # a Ctrl-C from the first line on leaves the batch's runs KILLED
+            print(
+                f"gdfit: fitting {len(part)} configs as one program "
+                f"({cfg.backend.name}, {cfg.backend.dtype}, {form} form)",
+                flush=True,
+            )
             batchfit.fit(
                 problems,
                 cfg.backend.name,
