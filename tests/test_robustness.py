@@ -64,6 +64,12 @@ BAD_SETTINGS = [
     ),
     (["+train.stpes=100"], 2, "train.stpes: no such setting; did you mean train.steps"),
     (["+foo=1"], 2, "foo: no such setting; 'foo' is not one of backend, optimizer"),
+    # a quote Hydra cannot read: said without the password in the value
+    (
+        ["tracking.uri=http://alice:it's-Secr3t@127.0.0.1:5077"],
+        2,
+        'tracking.uri: cannot read the override "tracking.uri=http://***@127.0.0.1:5077": quote',
+    ),
 ]
 
 

@@ -12,6 +12,8 @@ import pytest
 from conftest import BIN, run_command, summary_rows, sweep_runs, wait_for_curve
 from mlflow.tracking import MlflowClient
 
+from gdfit import views
+
 
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory):
@@ -92,6 +94,9 @@ def test_parent_holds_summary_comparison_and_best_loss(grid, tmp_path):
     finished = [c.data.metrics["final_loss"] for c in children if c.info.status == "FINISHED"]
     assert parent.data.metrics["best_final_loss"] == min(finished)
     assert parent.data.tags["gdfit.failed_jobs"] == "3"
+    # the description's View link opens gdfit's view: its key is a name, not a credential
+    view = views.address(uri, parent.info.experiment_id)
+    assert "viewStateShareKey=gdfit" in view and view in parent.data.tags["mlflow.note.content"]
 
 
 def test_sweep_ends_with_its_parent_and_the_command_that_compares_it(grid):

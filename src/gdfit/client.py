@@ -167,7 +167,14 @@ class Client(MlflowClient):
                 f"{self.wait:g} s"
             )
 
-    # Every write gdfit makes, redacted. Keys are gdfit's own names and stay as they are.
+    # Every write gdfit makes, redacted. Keys are gdfit's own names and stay as they are; an
+    # experiment's name is the user's, filtered when it is made and when it is looked up.
+
+    def create_experiment(self, name, artifact_location=None, tags=None):
+        return super().create_experiment(redact(name), artifact_location, redact_data(tags))
+
+    def get_experiment_by_name(self, name):
+        return super().get_experiment_by_name(redact(name))
 
     def create_run(self, experiment_id, start_time=None, tags=None, run_name=None):
         with reading(self.uri):

@@ -20,7 +20,7 @@ from gdfit import backends, config, data, environment, models, notes, registry, 
 from gdfit.console import Reporter, where
 from gdfit.devices import resolve_device
 from gdfit.errors import ConfigError, Diverged
-from gdfit.redaction import public_uri
+from gdfit.redaction import public_uri, redact_data
 from gdfit.results import Fit
 from gdfit.runlog import FIGURES_LEFT, JOBS_ENV, TrackedRun, tracked_run
 from gdfit.seeding import seed_everything
@@ -319,7 +319,9 @@ def train(
         **(tags or {}),
     }
     with tracked_run(cfg, problem.run_name, tags, opened) as run:
-        run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+        # filtered before it is YAML, which folds a long value with spaces across lines
+        settings = redact_data(OmegaConf.to_container(cfg, resolve=True))
+        run.log_text(OmegaConf.to_yaml(settings), "config.yaml")
         run.log_dict(env, "environment.json")
         if env["git"]["dirty"]:
             run.log_text(git["diff"], "git.diff")
