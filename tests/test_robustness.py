@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import BIN, run_command, sweep_runs, wait_for_curve
+from conftest import BIN, CTRL_C_AT_CHILD, run_command, sweep_runs, wait_for_curve
 from mlflow.tracking import MlflowClient
 
 from gdfit import api, readback, runlog
@@ -232,34 +232,10 @@ def test_six_simultaneous_starts_on_a_fresh_store_all_succeed(tmp_path):
         assert len(client.list_artifacts(run.info.run_id)) >= 5
 
 
-# gdfit-train with a fault injected: a SIGINT sent to itself as the store creates the sweep's
-# second child, i.e. between create_run and everything after it (the window of a Ctrl-C that
-# lands just after the previous job's FINISHED line).
-CTRL_C_AT_CREATE = """
-import os, signal, sys
-from gdfit import cli
-from gdfit.client import Client
-
-create, children = Client.create_run, []
-
-def create_run(self, experiment_id, start_time=None, tags=None, run_name=None):
-    created = create(self, experiment_id, start_time, tags, run_name)
-    if "mlflow.parentRunId" in (tags or {}):
-        children.append(created)
-        if len(children) == 2:
-            os.kill(os.getpid(), signal.SIGINT)
-    return created
-
-Client.create_run = create_run
-sys.argv = ["gdfit-train", *sys.argv[1:]]
-cli.main()
-"""
-
-
 def test_ctrl_c_as_a_sweeps_child_is_created_ends_it_killed_with_its_params(tmp_path):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     grid = ["-m", "train.seed=0,1,2", "train.steps=50", f"tracking.uri={uri}"]
-    out = run_command(None, "-c", CTRL_C_AT_CREATE, *grid, cwd=tmp_path)
+    out = run_command(None, "-c", CTRL_C_AT_CHILD, *grid, cwd=tmp_path)
     assert out.returncode == 130, out.stderr
     assert "Traceback" not in out.stderr
     assert out.stderr.startswith("gdfit: error: stopped by SIGINT; run ")
