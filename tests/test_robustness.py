@@ -5,6 +5,8 @@ import os
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 
 import numpy as np
@@ -244,3 +246,34 @@ def test_ctrl_c_as_a_sweeps_child_is_created_ends_it_killed_with_its_params(tmp_
     assert parent.info.status == "KILLED"
     assert [c.info.status for c in children] == ["FINISHED", "KILLED"]
     assert children[1].data.params["train.seed"] == "1"  # a config a resume can recognise
+
+
+def test_runs_start_while_another_thread_changes_the_environment(make_cfg, client):
+    """As MLflow's telemetry thread does: variables, one of them named like a secret, set and
+    removed all the time while runs start, their environment is filtered and a server's
+    environment is copied. Thread switches are made as frequent as Python allows."""
+    from gdfit import environment
+    from gdfit.redaction import secret_values
+
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            for name in ("_GDFIT_RACE_SESSION_ID", "GDFIT_RACE_TOKEN"):
+                os.environ[name] = "race-value-that-comes-and-goes"
+                os.environ.pop(name, None)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    churning = threading.Thread(target=churn, daemon=True)
+    churning.start()
+    try:
+        for _ in range(300):  # the readers alone: the old items() loop failed ~1 in 10 here
+            secret_values()
+            environment.variables()
+        results = [train(make_cfg("train.steps=20", f"train.seed={i}")) for i in range(3)]
+    finally:
+        stop.set()
+        churning.join()
+        sys.setswitchinterval(interval)
+    assert [client.get_run(r.run_id).info.status for r in results] == ["FINISHED"] * 3

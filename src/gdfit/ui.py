@@ -22,7 +22,7 @@ import webbrowser
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from gdfit import store, uiapp, views
+from gdfit import environment, store, uiapp, views
 from gdfit.errors import ConfigError, GdfitError, Stopped, UsageError, reported_errors
 from gdfit.paths import default_store_dir
 from gdfit.redaction import public_uri, redact
@@ -282,7 +282,7 @@ def check_app_installed() -> None:
 def run_server(args: argparse.Namespace, uri: str, port: int, url: str, experiment_id: str) -> int:
     """Serve until Ctrl-C (0) or the server's end (an error saying why it ended)."""
     check_app_installed()
-    env = {**SERVER_DEFAULTS, **os.environ}
+    env = {**SERVER_DEFAULTS, **environment.variables()}  # read safely from threads
     if not args.verbose:
         env["PYTHONWARNINGS"] = "ignore"
     with tempfile.TemporaryFile() as log:
