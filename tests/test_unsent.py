@@ -345,3 +345,31 @@ def test_one_folder_is_sent_by_one_gdfit_send_at_a_time(kept, tmp_path):
         assert "Traceback" not in err and err.count("\n") <= 1, outcomes
     assert MlflowClient(uri).get_run(run_id).info.status == "FINISHED"
     assert not folder.exists()
+
+
+def test_a_server_whose_artifact_store_fails_is_said_to_fail_at_that_and_nothing_else(tmp_path):
+    """The server answers, but every file upload gets HTTP 500 (its artifact store is away, as
+    S3 in an outage): the lines say the files could not be stored, never that the server is
+    back or gave no answer, and the run's end is kept until gdfit-send."""
+    env = {"HOME": str(tmp_path / "home"), "XDG_STATE_HOME": "", "GDFIT_SERVER_WAIT": "3"}
+    folder = tmp_path / "server"
+    folder.mkdir()
+    (folder / "artifacts").write_text("")  # where the server puts files: not a folder
+    with mlflow_server(folder) as (url, _):
+        done = run_command(
+            "gdfit-train", "train.steps=300", f"tracking.uri={url}", cwd=tmp_path, env=env
+        )
+        assert done.returncode == 1
+        line = one_error_line(done.stderr)
+        assert f"cannot use the MLflow store at {url}: no file stored for 3 s (HTTP 500" in line
+        warned = f"gdfit: warning: the MLflow server at {url} cannot store files (HTTP 500"
+        assert done.stderr.startswith(warned), done.stderr
+        for untrue in ("is back", "no answer", "is unavailable"):
+            assert untrue not in done.stderr, done.stderr
+        kept = kept_folder(line)
+        (folder / "artifacts").unlink()
+        (folder / "artifacts").mkdir()
+        sent = run_command("gdfit-send", str(kept), "--tracking-uri", url, cwd=tmp_path, env=env)
+        assert sent.returncode == 0, sent.stderr
+        run = MlflowClient(url).get_run(kept.name)
+        assert run.info.status == "FINISHED" and "gdfit.unsent" not in run.data.tags
