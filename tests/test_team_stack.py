@@ -5,6 +5,7 @@ the middle of a run, PostgreSQL restarted in the middle of a sweep. Every proces
 its id when the module ends, whatever happened."""
 
 import importlib.util
+import json
 import os
 import re
 import secrets
@@ -196,6 +197,31 @@ def test_anonymous_requests_are_refused(stack):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(s3, timeout=10)
     assert refused.value.code == 403
+
+
+def test_the_artifact_store_cannot_be_read_or_written_past_the_s3_gateway(stack, sweep):
+    """SeaweedFS's filer and volume ports are on loopback, where anyone on the machine reaches
+    them: an unsigned read of a run's file, an unsigned upload beside it, and a write to a file
+    id the master hands out are all refused; the bucket holds no forged file."""
+    filer = f"http://127.0.0.1:{stack.port('weed_filer')}/buckets/{team_server.BUCKET}"
+    key = next(k for k in bucket_objects(stack) if k.endswith("config.yaml"))
+    upload = (
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="c"\r\n\r\nx\r\n--b--\r\n'
+    )
+    form = {"Content-Type": "multipart/form-data; boundary=b"}
+    forged = key.rsplit("/", 1)[0] + "/forged.yaml"
+    master = f"http://127.0.0.1:{stack.port('weed_master')}/dir/assign"
+    fid = json.loads(urllib.request.urlopen(master, timeout=10).read())
+    requests = [
+        urllib.request.Request(f"{filer}/{key}"),
+        urllib.request.Request(f"{filer}/{forged}", data=upload, headers=form, method="POST"),
+        urllib.request.Request(f"http://{fid['url']}/{fid['fid']}", data=upload, headers=form),
+    ]
+    for request in requests:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 401, request.full_url
+    assert not [k for k in bucket_objects(stack) if "forged" in k]
 
 
 def test_a_wrong_password_is_one_line_in_seconds_and_creates_nothing(

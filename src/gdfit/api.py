@@ -35,6 +35,7 @@ from gdfit.config import hydra_value, refuse_group_lists
 from gdfit.console import PROGRESS
 from gdfit.errors import ConfigError, GdfitError, UsageError, hydra_message
 from gdfit.paths import conf_dir
+from gdfit.redaction import redact_data
 from gdfit.results import Fit, Runs
 
 __all__ = ["KEYWORDS", "Fit", "Runs", "compose", "fit", "runs", "sweep"]
@@ -264,7 +265,7 @@ def sweep(
         raise ConfigError("tracking", "one sweep logs to one store and experiment; sweep each")
     ((uri, experiment),) = stores
     lifecycle = sweeps.Sweep()
-    lifecycle.sweep_yaml = OmegaConf.to_yaml({"gdfit.sweep": strings, "jobs": jobs})
+    lifecycle.sweep_yaml = OmegaConf.to_yaml(redact_data({"gdfit.sweep": strings, "jobs": jobs}))
     handed = lifecycle.open(
         uri, experiment, strings, "BasicSweeper", "gdfit.sweep", len(jobs), cfgs[0].sweep.resume
     )

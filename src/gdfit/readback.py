@@ -19,6 +19,7 @@ import numpy as np
 
 from gdfit.client import Client, connect, is_outage, reading, store_error
 from gdfit.errors import TrackingError, UsageError
+from gdfit.redaction import redact
 from gdfit.runlog import CURVE_FILE
 from gdfit.store import experiment_names, reap_lost
 
@@ -120,7 +121,7 @@ def select(
 
     if experiment is not None:
         names = experiment_names(uri)
-        if experiment not in names:
+        if redact(experiment) not in names:  # stored as the filter left it
             raise UsageError(
                 f"no experiment {experiment!r} in {uri}; "
                 f"experiments there: {', '.join(names) or 'none'}"

@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -328,14 +329,34 @@ def log_images(folder: Path, frames: list[tuple[int, np.ndarray]], key: str) -> 
 
 @contextmanager
 def signals_deferred() -> Iterator[None]:
-    """Hold back Ctrl-C and the stopping signals while a run is being closed (its last points
-    sent, its status set): a second Ctrl-C must not cut that short and leave it RUNNING. They
-    arrive, and act, when the block ends."""
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, *STOPPING})
+    """Hold back Ctrl-C and the stopping signals while a run is being created or closed: a
+    signal must not leave it RUNNING, or without its params. The first one held acts when the
+    block ends, as its handler would have acted on arrival.
+
+    Held in Python, not by the thread's signal mask: the kernel gives a process's signal to any
+    thread that does not block it (MLflow's telemetry thread, say), and Python then runs the
+    handler in the main thread all the same. Only the main thread runs handlers, so a block in
+    another thread has nothing to hold."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    before: dict[int, Any] = {}
+    for stopping in (signal.SIGINT, *STOPPING):
+        handler = signal.getsignal(stopping)
+        if handler is not None and handler != signal.SIG_IGN:  # else not Python's to hold
+            before[stopping] = signal.signal(stopping, lambda signum, frame: held.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        for held_back, handler in before.items():
+            signal.signal(held_back, handler)
+        if held:
+            first = before[held[0]]
+            if callable(first):
+                first(held[0], None)
+            else:  # SIG_DFL: the signal's own action, now
+                os.kill(os.getpid(), held[0])
 
 
 def run_tags(tags: dict[str, str]) -> dict[str, str]:
@@ -384,35 +405,48 @@ def tracked_run(
     client, experiment_id = open_experiment(uri, cfg.tracking.experiment)
     tags = run_tags(tags)
     reap_lost(client, experiment_id, once=True)
-    with signals_deferred():  # no Ctrl-C between the run's creation and its guard below
-        created = client.create_run(experiment_id, run_name=run_name, tags=tags)
-        curve = CurveLogger(client, created.info.run_id, cfg.train.steps, cfg.tracking.curve_points)
-        run = TrackedRun(client, created.info.run_id, run_name, experiment_id, curve)
-        opened(run.run_id)
     status, ended_by = "FAILED", None  # type: str, BaseException | None
+    run: TrackedRun | None = None
     try:
-        client.log_batch(run.run_id, params=run_params(cfg, uri, run_name), synchronous=True)
+        # Created with its params while signals wait, inside the guard: a Ctrl-C held back
+        # meanwhile arrives at the end of this block, where the run exists and is ended KILLED.
+        with signals_deferred():
+            created = client.create_run(experiment_id, run_name=run_name, tags=tags)
+            run_id = created.info.run_id
+            curve = CurveLogger(client, run_id, cfg.train.steps, cfg.tracking.curve_points)
+            run = TrackedRun(client, run_id, run_name, experiment_id, curve)
+            opened(run_id)
+            client.log_batch(run_id, params=run_params(cfg, uri, run_name), synchronous=True)
         yield run
         status = "FINISHED"
     except KeyboardInterrupt as error:
         status, ended_by = "KILLED", error
-        error.add_note(f"run {run.run_id} ended KILLED with its loss curve so far")
+        if run is not None:
+            error.add_note(f"run {run.run_id} ended KILLED with its loss curve so far")
         raise
     except Exception as error:
         status, ended_by = "FAILED", error
-        run.set_tags({"gdfit.error": f"{type(error).__name__}: {error}"[:5000]})
-        error.add_note(f"run {run.run_id} ended FAILED")
+        if run is not None:
+            run.set_tags({"gdfit.error": f"{type(error).__name__}: {error}"[:5000]})
+            error.add_note(f"run {run.run_id} ended FAILED")
         raise
     finally:
-        kept = None
-        try:
-            with signals_deferred():  # a signal waits until the run is closed, then stops it
-                kept = run.close(status)
-        except KeyboardInterrupt as stop:  # that signal: it still says where the end is
-            if kept is not None:
-                stop.add_note(kept.where)
-            raise
-        if kept is not None and ended_by is not None:
-            ended_by.add_note(kept.where)  # the error that ended the run comes first
-        elif kept is not None:
-            raise kept.error
+        if run is not None:  # else the store did not create it: nothing to end
+            _end(run, status, ended_by)
+
+
+def _end(run: TrackedRun, status: str, ended_by: BaseException | None) -> None:
+    """Close `run` with `status`; what the store could not take is said on the error that
+    ended the run, or raised."""
+    kept = None
+    try:
+        with signals_deferred():  # a signal waits until the run is closed, then stops it
+            kept = run.close(status)
+    except KeyboardInterrupt as stop:  # that signal: it still says where the end is
+        if kept is not None:
+            stop.add_note(kept.where)
+        raise
+    if kept is not None and ended_by is not None:
+        ended_by.add_note(kept.where)  # the error that ended the run comes first
+    elif kept is not None:
+        raise kept.error

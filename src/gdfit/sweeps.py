@@ -16,6 +16,7 @@
 import atexit
 import math
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -72,13 +73,20 @@ def fingerprint(params: dict[str, str]) -> frozenset:
 
 def latest_attempts(found: list) -> list:
     """One entry per config of a sweep: its FINISHED runs, else its newest attempt. A resumed
-    sweep's parent also holds the attempts that a later one replaced. `found`: oldest first."""
+    sweep's parent also holds the attempts that a later one replaced. `found`: oldest first.
+
+    A child with no params (an older gdfit's, stopped between its creation and its params)
+    names its config only by its run name: it counts until a run of that name has FINISHED."""
     by_config: dict[frozenset, list] = {}
+    unknown: list = []
     for run in found:
-        by_config.setdefault(fingerprint(run.data.params), []).append(run)
+        config = fingerprint(run.data.params)
+        (by_config.setdefault(config, []) if config else unknown).append(run)
     kept = []
     for attempts in by_config.values():
         kept += [r for r in attempts if r.info.status == "FINISHED"] or attempts[-1:]
+    done = {r.info.run_name for r in kept if r.info.status == "FINISHED"}
+    kept += [r for r in unknown if r.info.run_name not in done]
     return sorted(kept, key=lambda r: r.info.start_time)
 
 
@@ -177,8 +185,8 @@ class Sweep:
         share_git_state(git)  # for the jobs run in this process, until finish()
         tags |= git_tags(git)
         client, experiment_id = open_experiment(uri, experiment)
-        if resume is None:
-            self.name = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+        if resume is None:  # unique, so that two sweeps started in one second stay apart
+            self.name = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
             tags = {**source_tags(), **tags}
             created = client.create_run(experiment_id, run_name=self.name, tags=tags)
             self.parent = created.info.run_id
@@ -215,11 +223,37 @@ class Sweep:
                 ref,
             )
         self.parent, self.name = found.info.run_id, found.info.run_name
+        self._claim(client, found, tags[liveness.PROCESS_TAG])
         resumed = int(found.data.tags.get("gdfit.resumes", "0")) + 1
-        tags = {**tags, "gdfit.resumes": str(resumed)}
+        tags = {**tags, "gdfit.resumes": str(resumed)}  # with this process: not reaped
         client.log_batch(self.parent, tags=[RunTag(k, v) for k, v in tags.items()])
+        if "gdfit.reaped" in found.data.tags:  # an earlier end's, not this one's
+            client.delete_tag(self.parent, "gdfit.reaped")
         client.update_run(self.parent, status="RUNNING")
         print(f"gdfit: sweep {self.name}: resuming parent run {self.parent}", flush=True)
+
+    def _claim(self, client: Any, found: Any, me: str) -> None:
+        """Make this process the one resuming sweep `found`, or refuse: a sweep whose process
+        still runs, or that another resume has just claimed, is not run twice. The claim is a
+        param of the parent, `gdfit.resume.<n>` = the process: the store keeps the first value
+        a param is given and refuses another, also to two resumes at once."""
+        owner = found.data.tags.get(liveness.PROCESS_TAG, "")
+        busy = f"sweep {self.name} is being run by another process"
+        if found.info.status == "RUNNING" and liveness.is_gone(owner) is False:
+            pid = owner.rsplit(":", 2)[1]
+            raise ConfigError("sweep.resume", f"{busy} (pid {pid}): wait for it to end")
+        turn = f"gdfit.resume.{int(found.data.tags.get('gdfit.resumes', '0')) + 1}"
+        try:
+            client.log_param(self.parent, turn, me)
+            return
+        except TrackingError as error:
+            refused = error
+        with reading(self.uri):
+            holder = client.get_run(self.parent).data.params.get(turn)
+        if holder is None:
+            raise refused
+        if holder != me:
+            raise ConfigError("sweep.resume", f"{busy}, which resumed it just now: wait for it")
 
     def finish(self, status: str) -> tuple[list, list]:
         """Write the summary of the jobs so far on the parent, end it with `status`, print how

@@ -20,7 +20,7 @@ from gdfit import backends, config, data, environment, models, notes, registry, 
 from gdfit.console import Reporter, where
 from gdfit.devices import resolve_device
 from gdfit.errors import ConfigError, Diverged
-from gdfit.redaction import public_uri
+from gdfit.redaction import public_uri, redact_data
 from gdfit.results import Fit
 from gdfit.runlog import FIGURES_LEFT, JOBS_ENV, TrackedRun, tracked_run
 from gdfit.seeding import seed_everything
@@ -308,7 +308,9 @@ class Inputs:
         }
 
     def log(self, run: TrackedRun) -> None:
-        run.log_text(OmegaConf.to_yaml(self.cfg, resolve=True), "config.yaml")
+        # filtered before it is YAML, which folds a long value with spaces across lines
+        settings = redact_data(OmegaConf.to_container(self.cfg, resolve=True))
+        run.log_text(OmegaConf.to_yaml(settings), "config.yaml")
         run.log_dict(self.env, "environment.json")
         if self.env["git"]["dirty"]:
             run.log_text(self.git["diff"], "git.diff")
