@@ -101,12 +101,29 @@ def test_a_run_ends_by_saying_where_it_went_and_a_sweep_job_by_one_line(tmp_path
         cwd=tmp_path,
     )
     assert out.returncode == 0, out.stderr
-    jobs = [line for line in out.stdout.splitlines() if " FINISHED  run " in line]
-    assert [line.split()[0] for line in jobs] == [
+    jobs = [line for line in out.stdout.splitlines() if not line.startswith("gdfit: ")]
+    assert [line.split()[1] for line in jobs] == [
         "numpy-sgd-lr1e-06-seed0",
         "tensor-sgd-lr1e-06-seed0",
     ]
-    assert all(line.split()[-3] == "FINISHED" for line in jobs)
-    assert not any(line[:1].isdigit() for line in out.stdout.splitlines())  # no loss lines
+    runs = {(r.info.run_id[:8], r.info.run_name) for r in client.search_runs([experiment])}
+    for line in jobs:  # the run id first, then its name, loss and gap: no loss lines
+        run_id, name, *rest = line.split()
+        assert (run_id, name) in runs and rest[0::2] == ["final_loss", "gap"]
     assert "[HYDRA]" not in out.stdout + out.stderr and "\x1b[" not in out.stderr
     assert "gdfit: view them: gdfit-ui" in out.stdout and "viewStateShareKey=gdfit" in out.stdout
+
+
+def test_help_fits_the_terminal_and_lists_only_what_a_user_chooses(tmp_path):
+    out = run_command(
+        "gdfit-train", "optimizer=adam", "--help", cwd=tmp_path, env={"COLUMNS": "80"}
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "  optimizer: adam, momentum, rmsprop, sgd" in lines
+    assert "  backend: autograd, module, numpy, tensor" in lines
+    assert "schema" not in out.stdout and "hydra:" not in out.stdout
+    assert "  name: adam" in lines and "  - 0.999" in lines  # the config the choice composes
+    assert "  gdfit-train hparams_search=lr_optuna" in lines
+    assert list(tmp_path.iterdir()) == []  # nothing run, nothing written

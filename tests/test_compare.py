@@ -49,19 +49,28 @@ def compare(store, *args, env=None):
     return run_command("gdfit-compare", *args, "--tracking-uri", uri, cwd=folder, env=env)
 
 
-def test_table_fits_80_columns_and_never_cuts_a_number(store):
+def test_table_fits_80_columns_and_never_drops_what_tells_runs_apart(store):
+    """An optimizer sweep at 80 columns: every run by its id and name, whole final loss, and
+    each optimizer's own settings (momentum, betas, eps) folded into one column, short."""
     _, _, parent, children, _ = store
     out = compare(store, "--parent", parent.info.run_id, env={"COLUMNS": "80"})
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert max(len(line) for line in lines) <= 80
     assert "…" not in out.stdout
-    for child in children:  # every run is told apart by its id, with its whole final loss
-        assert child.info.run_id[:8] in out.stdout
-        assert f"{child.data.metrics['final_loss']:.8g}" in out.stdout
-    assert "not shown at 80 columns: coefficients" in out.stdout
+    assert lines[0] == "same in every run: model polynomial, backend numpy, seed 0, status FINISHED"
+    assert lines[1].split() == ["run_id", "run_name", "settings", "final_loss", "loss_gap"]
+    for child in children:  # every run is told apart by its id and name, with its whole loss
+        (row,) = [line for line in lines if line.startswith(child.info.run_id[:8])]
+        assert child.info.run_name in row
+        assert f"{child.data.metrics['final_loss']:.8g}" in row
+    settings = " ".join(line[10:].split("  ")[-1] for line in lines[3:])
+    for part in ("momentum=0.9", "betas=[0.9,0.999]", "eps=1e-8", "lr=1e-3", "lr=1e-6"):
+        assert part in " ".join(out.stdout.split()), part
+    assert "1e-06" not in settings and "0.001" not in settings  # values as short as they go
+    assert "not shown at 80 columns: coefficients, train_seconds;" in " ".join(lines[-2:])
     # Sorted best first by default.
-    shown = [float(m) for m in re.findall(r"FINISHED\s+(\S+)", out.stdout)]
+    shown = [float(m) for m in re.findall(r"\s(\d+\.\d+)\s+\S+\s*$", out.stdout, re.M)]
     assert shown == sorted(shown) and len(shown) == 3
 
 
@@ -71,8 +80,8 @@ def test_wide_table_shows_every_column(store):
     assert out.returncode == 0, out.stderr
     header = next(line for line in out.stdout.splitlines() if line.startswith("run_id")).split()
     # 240 columns (a pipe) hold all but the settings every run shares, shown above.
-    assert "same in every run: model polynomial, backend numpy" in out.stdout
-    assert header[:5] == ["run_id", "run_name", "optimizer", "lr", "seed"]
+    assert out.stdout.startswith("same in every run: model polynomial\n")
+    assert header[:6] == ["run_id", "run_name", "backend", "optimizer", "lr", "seed"]
     assert {"optimizer.momentum", "optimizer.betas", "coefficients", "train_seconds"} <= set(header)
 
 
@@ -116,6 +125,10 @@ def test_runs_are_found_by_id_prefix_or_name(store):
     out = compare(store, "0000deadbeef")
     assert out.returncode == 2
     assert "no run '0000deadbeef'" in out.stderr and "Traceback" not in out.stderr
+    # A prefix too short to look up says so, and how long it must be.
+    out = compare(store, child.info.run_id[:3])
+    assert out.returncode == 2
+    assert out.stderr.endswith("an id prefix needs at least 4 characters\n"), out.stderr
 
 
 def test_an_ambiguous_prefix_lists_the_candidates(tmp_path):

@@ -165,7 +165,9 @@ def test_check_gives_the_verdict_without_logging_a_run(make_cfg, client, store_u
     experiment = client.get_run(original.run_id).info.experiment_id
     before = len(client.search_runs([experiment]))
     assert run_rerun(original.run_id, "--check", "--tracking-uri", store_uri) == 0
-    assert "identical" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "identical" in said.out
+    assert "gdfit-check-" not in said.out + said.err  # no hint names the scratch store, gone
     assert len(client.search_runs([experiment])) == before
 
 

@@ -222,7 +222,7 @@ def test_a_run_explains_itself_on_its_mlflow_page(make_cfg, client, store_uri):
     assert f"gdfit-rerun {result.run_id} --tracking-uri {store_uri}" in note
     # The gap's exponent, which MLflow's two-decimal charts can show.
     gap = result.final_loss - result.optimal_loss
-    assert run.data.metrics["log10_loss_gap"] == pytest.approx(math.log10(gap))
+    assert run.data.metrics["log10_loss_gap"] == pytest.approx(math.log10(gap), abs=0.005)
     # The fit at steps 0, 10, 100, 1000 and 2000, as MLflow's image slider reads them.
     assert run.data.tags["mlflow.loggedImages"] == "True"
     images = [a.path for a in client.list_artifacts(result.run_id, "images")]

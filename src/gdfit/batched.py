@@ -23,9 +23,9 @@ from collections.abc import Iterator
 from omegaconf import DictConfig, OmegaConf
 
 from gdfit import batchfit, registry, sweeps, train
-from gdfit.console import job_line
+from gdfit.console import diverged_line, job_line
 from gdfit.errors import ConfigError, Diverged
-from gdfit.runlog import JOBS_ENV, signals_deferred, written_run
+from gdfit.runlog import DIVERGED_TAG, JOBS_ENV, signals_deferred, written_run
 from gdfit.store import open_experiment, reap_lost, resolve_uri
 
 BATCH_TAG = "gdfit.batch"  # on each child: how many configs its program fitted
@@ -184,7 +184,7 @@ class _Writer:
                 step = int(batch.stopped[k])
                 loss = float(batch.losses[step, k])
                 error = Diverged(step, loss, cfg.optimizer.lr, train.stable_rate(problem))
-                run.set_tags({"gdfit.diverged_at_step": step, "gdfit.error": f"Diverged: {error}"})
+                run.set_tags({DIVERGED_TAG: step, "gdfit.error": f"Diverged: {error}"})
                 train.write_description(run, problem, "FAILED", error=error)
                 status, said = "FAILED", error
             elif self.killed:
@@ -202,8 +202,8 @@ class _Writer:
         if kept is not None:
             print(f"gdfit: error: {problem.run_name}: {kept.error}", flush=True)
             return math.inf
-        if said is not None:
-            sweeps.job_failed(cfg, problem.run_name, said, created=True)
+        if said is not None:  # a result of the search, said once (as sweeps.run_job says it)
+            print(diverged_line(run.run_id, problem.run_name, said), flush=True)
         elif status == "FINISHED":
             print(job_line(result), flush=True)
         return score

@@ -7,7 +7,9 @@ not have to wait for, so the heavy modules are imported once Hydra has composed 
 """
 
 import gc
+import shutil
 import sys
+import textwrap
 from typing import Any, NoReturn
 
 import hydra
@@ -16,7 +18,15 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from gdfit import config
-from gdfit.errors import GdfitError, TrackingError, UsageError, fail, reported_errors
+from gdfit.errors import (
+    ConfigError,
+    GdfitError,
+    TrackingError,
+    UsageError,
+    fail,
+    hydra_message,
+    reported_errors,
+)
 from gdfit.paths import conf_dir
 from gdfit.redaction import redact_data
 
@@ -79,6 +89,52 @@ def hydra_main(cfg: DictConfig) -> float:
         fail(error)
 
 
+HELP_HEAD = (
+    "gdfit-train: fit y = a + b x + c x^2 + d x^3 to sin(x) by gradient descent with the "
+    "numpy, tensor, autograd or module backend (model=chebyshev: the same cubic in a "
+    "better-conditioned basis; model=legendre3, dynamic: PyTorch's tutorial's other models), "
+    "and record the run in MLflow (mlruns/ unless tracking.uri or MLFLOW_TRACKING_URI says "
+    "otherwise)."
+)
+HELP_EXAMPLES = [
+    ("gdfit-train backend=tensor optimizer.lr=2e-6", "one run"),
+    ("gdfit-train -m backend=numpy,tensor,autograd", "a sweep: a parent run, a child per job"),
+    ("gdfit-train hparams_search=lr_optuna", "Optuna searches optimizer.lr"),
+]
+HELP_TAIL = (
+    "Show the composed config with --cfg job, Hydra's own options with --hydra-help. See "
+    "README.md for gdfit-compare, gdfit-rerun, gdfit-ui."
+)
+
+
+def help_text(args: list[str], width: int) -> str:
+    """`gdfit-train --help` at `width` columns: what it does, each group's options (conf/'s
+    folders: what a user chooses from), the config those choices and `args`' other settings
+    compose, and examples."""
+    from hydra import compose, initialize_config_dir
+
+    wrap = textwrap.TextWrapper(width=width, break_on_hyphens=False)
+    lines = [*wrap.wrap(HELP_HEAD), "", "Choose an option of a group with group=option:"]
+    indented = textwrap.TextWrapper(
+        width=width, initial_indent="  ", subsequent_indent="      ", break_on_hyphens=False
+    )
+    for group in sorted(p for p in conf_dir().iterdir() if p.is_dir() and p.name != "hydra"):
+        options = sorted(f.stem for f in group.glob("*.yaml"))
+        lines += indented.wrap(f"{group.name}: {', '.join(options)}")
+    lines += ["", "Set anything in the config with key=value; with the choices given:", ""]
+    overrides = [a for a in args if "=" in a and not a.startswith("-")]
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+            composed = compose("config", overrides=overrides)
+    except Exception as error:
+        raise ConfigError.from_line(hydra_message(error)) from error
+    lines += OmegaConf.to_yaml(composed).splitlines()
+    lines += ["", "Examples:"]
+    for command, what in HELP_EXAMPLES:
+        lines += [f"  {command}", *indented.wrap(f"    {what}")]
+    return "\n".join([*lines, "", *wrap.wrap(HELP_TAIL)])
+
+
 def main() -> None:
     """Console entry point: `gdfit-train [overrides]`."""
     args = sys.argv[1:]
@@ -86,6 +142,9 @@ def main() -> None:
         print(version_line())
         return
     with reported_errors():
+        if "--help" in args or "-h" in args:
+            print(help_text(args, min(shutil.get_terminal_size().columns, 100)))
+            return
         refuse_mode_clash(args)
         groups = {p.name: p for p in conf_dir().iterdir() if p.is_dir()}
         config.refuse_group_lists([a for a in args if "=" in a and not a.startswith("-")], groups)
@@ -179,6 +238,7 @@ class MlflowSweep(Callback):
         except Exception as error:
             self.sweep.ended_early()
             _stop(TrackingError(f"the jobs ended but the sweep's summary was not written: {error}"))
+        # A job whose loss diverged is a result of the search, not a failure (sweeps.finish).
         if failed or not jobs:
             said = f"{len(failed)} of {len(jobs)} jobs failed" if jobs else "no job was recorded"
             _stop(sweeps.SweepFailed(said))

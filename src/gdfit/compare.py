@@ -7,7 +7,8 @@
   gdfit-compare RUN --figures figs/       each run's fit.png and loss.png, drawn from the store
 
 RUN is a run id, a unique prefix of one (as git takes commits) or a run name (the newest run
-of that name). Rows are sorted by final_loss, best first, unless --sort says otherwise.
+of that name). Rows are sorted best first, unless --sort says otherwise: by final_loss, or by
+loss_gap (each run against its own model's optimum) when the runs fit different models or data.
 """
 
 import argparse
@@ -23,15 +24,17 @@ from rich.console import Console
 from rich.table import Table
 
 from gdfit import comparisons, readback, redraw
+from gdfit.digits import value_texts
 from gdfit.errors import GdfitError, UsageError, reported_errors
+from gdfit.readback import SETTINGS
 from gdfit.redaction import redact
 from gdfit.store import add_tracking_uri, resolve_uri
 
 FORMATS = ("table", "csv", "markdown", "json")
-# At a narrow terminal these go first, in this order (settings that are the same in every run
-# move to a line above the table before anything else goes). Never dropped: run_id, status,
-# final_loss, loss_gap.
-DROP_ORDER = ("coefficients", "train_seconds", "run_name")
+# At a narrow terminal these go, in this order, once the settings (and the status) that are the
+# same in every run have moved to a line above the table. Nothing that tells runs apart goes.
+DROP_ORDER = ("coefficients", "train_seconds")
+NOT_FOLDED = ("train.log_every",)  # varies what a run printed, not what it computed
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -58,9 +61,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--sort",
-        default="final_loss",
+        default=None,
         metavar="KEY",
-        help="column to sort by, lowest first; --sort=-KEY for highest first (default: final_loss)",
+        help="column to sort by, lowest first; --sort=-KEY for highest first (default: best "
+        "first: by final_loss, or by loss_gap when the runs fit different models or data)",
     )
     add_tracking_uri(parser)
     parser.add_argument(
@@ -145,16 +149,29 @@ def as_markdown(columns: list[str], rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+RESULTS = ("run_id", "run_name", "status", "final_loss", "loss_gap", "coefficients")
+NAMED = ("model", "backend", "optimizer")  # settings whose values say what they are: adam
+
+
 def table_cells(columns: list[str], rows: list[dict]) -> tuple[list[str], list[list[str]]]:
-    """Titles and cells, the coefficients folded into one column."""
+    """Titles and cells, the coefficients folded into one column, each setting's values as
+    short as keeps them apart (`3.51e-6` for 3.5107325971414207e-06)."""
     coefs = [c for c in columns if c.startswith("coef_")]
-    titles = [c for c in columns if c not in coefs and c != "train_seconds"]
+    titles = [c for c in columns if c not in coefs and c not in ("train_seconds", "ended")]
     if coefs:
         titles.append("coefficients")
     titles.append("train_seconds")
+    settings = [t for t in titles if _is_setting(t)]
+    short = {t: value_texts([r[t] for r in rows if r[t] is not None]) for t in settings}
     cells = []
     for r in rows:
-        line = [text(c, r[c]) for c in titles if c in r]
+        line = [
+            short[c].get(r[c], "") if c in short and r[c] is not None else text(c, r[c])
+            for c in titles
+            if c in r
+        ]
+        if r.get("diverged"):  # a result of a search, not a failure (readback.diverged)
+            line[titles.index("status")] = "diverged"
         if coefs:
             shown = [f"{r[c]:.4g}" for c in coefs if r[c] is not None]
             line.insert(len(line) - 1, "[" + ", ".join(shown) + "]" if shown else "")
@@ -162,62 +179,102 @@ def table_cells(columns: list[str], rows: list[dict]) -> tuple[list[str], list[l
     return titles, cells
 
 
+def _is_setting(title: str) -> bool:
+    return title not in RESULTS and title != "train_seconds"
+
+
 def fit_to_width(titles, cells, width: int) -> tuple[list[str], list[list[str]], list[str], list]:
-    """Drop columns until the table fits `width`: first the settings that are the same in every
-    run (returned as `same`, to print above the table), then DROP_ORDER, then the other
-    settings from the right. Returns (titles, cells, dropped column names, same)."""
+    """Make the table fit `width`: first the settings (and the status) that are the same in
+    every run move out (returned as `same`, to print above the table), then DROP_ORDER goes,
+    then the settings that differ fold into one column, `settings` ("adam, lr=1e-3, eps=1e-8"),
+    which wraps as the run names do. What tells the runs apart is never dropped. Returns
+    (titles, cells, dropped column names, same)."""
     dropped, same = [], []
 
     def natural(i: int) -> int:
         return max(len(titles[i]), *(len(row[i]) for row in cells))
 
     def total(keep: list[int]) -> int:
-        return sum(natural(i) for i in keep) + 3 * (len(keep) - 1)  # " | " between columns
+        return sum(natural(i) for i in keep) + GAP * (len(keep) - 1)
 
     keep = list(range(len(titles)))
-    settings = [
-        i
-        for i, t in enumerate(titles)
-        if t not in ("run_id", "run_name", "status", "final_loss", "loss_gap", "coefficients")
-        and t != "train_seconds"
-    ]
+    movable = [i for i, t in enumerate(titles) if _is_setting(t) or t == "status"]
     if len(cells) > 1:
-        for i in settings:
+        for i in movable:
             if total(keep) <= width:
                 break
             if len({row[i] for row in cells}) == 1:
                 keep.remove(i)
                 same.append((titles[i], cells[0][i]))
-    order = [titles.index(t) for t in DROP_ORDER if t in titles]
-    order += [i for i in reversed(settings) if i in keep]
-    for i in order:
+    for i in [titles.index(t) for t in DROP_ORDER if t in titles]:
         if total(keep) <= width:
             break
         keep.remove(i)
         dropped.append(titles[i])
-    return [titles[i] for i in keep], [[row[i] for i in keep] for row in cells], dropped, same
+    shown, rows = [titles[i] for i in keep], [[row[i] for i in keep] for row in cells]
+    settings = [i for i, t in enumerate(shown) if _is_setting(t)]
+    if total(keep) <= width or len(settings) < 2:
+        return shown, rows, dropped, same
+    folded = []
+    for row in rows:
+        parts = [_part(shown[i], row[i]) for i in settings if row[i] and shown[i] not in NOT_FOLDED]
+        folded.append(", ".join(parts))
+    at = settings[0]
+    shown = [t for i, t in enumerate(shown) if i not in settings]
+    shown.insert(at, "settings")
+    rows = [[c for i, c in enumerate(row) if i not in settings] for row in rows]
+    for row, text_ in zip(rows, folded, strict=True):
+        row.insert(at, text_)
+    return shown, rows, dropped, same
 
 
-def print_table(columns: list[str], rows: list[dict]) -> None:
+def _part(title: str, value: str) -> str:
+    """A setting in the folded column: `adam`, `lr=1e-3`, `momentum=0.9`, `model.seed=0`
+    (a leaf that is also a short title keeps its group)."""
+    leaf = title.rpartition(".")[2]
+    return value if title in NAMED else f"{title if leaf in SETTINGS else leaf}={value}"
+
+
+GAP = 2  # spaces between columns
+WRAPPING = ("run_name", "settings")  # the columns that wrap when the table is still too wide
+MIN_SETTINGS = 16  # the folded settings' width below which run names wrap too
+
+
+def print_table(columns: list[str], rows: list[dict], ranking: str | None = None) -> None:
     console = Console()
     if not console.is_terminal and "COLUMNS" not in os.environ:
         console = Console(width=240)  # piped or captured: no reason to squeeze the table
     titles, cells = table_cells(columns, rows)
     titles, cells, dropped, same = fit_to_width(titles, cells, console.width)
+    if ranking:
+        console.print(f"ranked {ranking}", markup=False)
     if same:
         console.print("same in every run: " + ", ".join(f"{k} {v}" for k, v in same), markup=False)
-    out = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    out = Table(
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_edge=False,
+        padding=(0, GAP - 1),
+        collapse_padding=True,
+    )
     numeric = {"final_loss", "loss_gap", "train_seconds", "lr", "seed"}
-    for title in titles:
-        width = max(len(title), *(len(row[titles.index(title)]) for row in cells))
+    widths = [max(len(t), *(len(row[i]) for row in cells)) for i, t in enumerate(titles)]
+    fixed = sum(w for t, w in zip(titles, widths, strict=True) if t not in WRAPPING)
+    left = console.width - fixed - GAP * (len(titles) - 1)  # for the columns that wrap
+    for title, width in zip(titles, widths, strict=True):
+        wraps = title in WRAPPING
+        if title == "run_name" and "settings" in titles:  # whole names, while room is left
+            wraps = left - width < MIN_SETTINGS
         out.add_column(
             title,
-            no_wrap=title != "run_name",
-            min_width=width if title != "run_name" else None,
+            no_wrap=not wraps,
+            overflow="fold" if wraps else "ellipsis",
+            min_width=None if wraps else width,
             justify="right" if title in numeric else "left",
         )
     for row in cells:
-        out.add_row(*row, style="red" if "FAILED" in row or "KILLED" in row else None)
+        failed = "FAILED" in row or "KILLED" in row
+        out.add_row(*row, style="red" if failed else "dim" if "diverged" in row else None)
     console.print(out)
     if dropped:
         console.print(
@@ -285,8 +342,14 @@ def compare(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    columns, rows = readback.table(found)
-    rows = sort(columns, rows, args.sort)
+    ranking = None
+    if args.sort is None:
+        columns, rows = readback.table(readback.ranked(found))
+        if readback.ranking(found) != "final_loss":
+            ranking = readback.RANKINGS[readback.ranking(found)]
+    else:
+        columns, rows = readback.table(found)
+        rows = sort(columns, rows, args.sort)
     if args.format == "csv":
         sys.stdout.write(as_csv(columns, rows))
     elif args.format == "json":
@@ -294,7 +357,7 @@ def compare(args: argparse.Namespace) -> int:
     elif args.format == "markdown":
         print(as_markdown(columns, rows))
     else:
-        print_table(columns, rows)
+        print_table(columns, rows, ranking)
     if out:
         order = {r["run_id"]: i for i, r in enumerate(rows)}
         write_figure(uri, sorted(found, key=lambda r: order[r.info.run_id]), out)

@@ -8,6 +8,7 @@ import math
 
 from gdfit import overlays
 from gdfit import readback as stored
+from gdfit.digits import value_texts
 from gdfit.readback import swept_keys
 
 SELF_NAMED = {"name", "dtype", "target"}  # values that say what they are: adam, float32, sin
@@ -23,6 +24,7 @@ def label_keys(runs) -> list[str]:
     each optimizer keeps its own default lr: the optimizer's name says both, so both are left
     out."""
     keys = [k for k in swept_keys(runs) if len(set(_set_values(runs, k))) > 1]
+    keys = [k for k in keys if k not in NOT_SETTINGS]
     keys = [k for k in keys if not _implied(runs, k, keys)]
     return sorted(keys, key=lambda k: (_leaf(k) != "name", _leaf(k) not in SELF_NAMED, k))
 
@@ -58,44 +60,6 @@ def short_key(key: str, keys: list[str]) -> str:
     return leaf if sum(_leaf(k) == leaf for k in keys) == 1 else key
 
 
-def _number(text: str, digits: int) -> str:
-    """`1e-6` for "1e-06", `3.51e-6` for "3.5107325971414207e-06", `1e-4` for "0.0001",
-    `0.5` for "0.5", `200` for "200"."""
-    try:
-        return str(int(text))
-    except ValueError:
-        pass
-    value = float(text)
-    if value == 0 or 1e-2 <= abs(value) < 1e5:
-        return f"{value:.{digits}g}"
-    mantissa, _, exponent = f"{value:.{digits - 1}e}".partition("e")
-    if "." in mantissa:
-        mantissa = mantissa.rstrip("0").rstrip(".")
-    return f"{mantissa}e{int(exponent)}"
-
-
-def _value_texts(values: list[str]) -> dict[str, str]:
-    """Each distinct param value in short form, with as few digits as keep them distinct."""
-    distinct = sorted(set(values))
-    for digits in range(3, 18):
-        texts = {v: _short_value(v, digits) for v in distinct}
-        if len(set(texts.values())) == len(distinct):
-            return texts
-    return {v: v for v in distinct}
-
-
-def _short_value(text: str, digits: int) -> str:
-    if text.startswith("["):  # a list param, logged as JSON: betas=[0.9,0.999]
-        inner = text.strip("[]").split(",")
-        return "[" + ",".join(_short_value(t.strip(), digits) for t in inner if t.strip()) + "]"
-    if text in ("True", "False"):
-        return text
-    try:
-        return _number(text, digits)
-    except ValueError:
-        return text
-
-
 def numeric(runs, key: str) -> bool:
     values = _set_values(runs, key)
     try:
@@ -110,7 +74,7 @@ class Labeller:
     def __init__(self, runs, keys: list[str]):
         self.keys = keys
         self.short = {k: short_key(k, keys) for k in keys}
-        self.texts = {k: _value_texts(_set_values(runs, k)) for k in keys}
+        self.texts = {k: value_texts(_set_values(runs, k)) for k in keys}
 
     def part(self, run, key: str) -> str | None:
         value = run.data.params.get(key)

@@ -62,23 +62,31 @@ class Reporter:
         lines = [
             f"{start + i} {float(losses[i])}" for i in range(first, len(losses), self.log_every)
         ]
-        if self.progress:
+        if self.progress:  # the bar at this chunk's end (drawn now: printing shows the bar as
+            # last drawn, and the loop may keep the refresh thread waiting), its lines above it
+            self.progress.update(self.task, completed=start + len(losses), refresh=True)
             for line in lines:
                 self.progress.console.print(line, highlight=False)
-            self.progress.advance(self.task, len(losses))
         elif lines:
             print("\n".join(lines), flush=True)
 
 
 def job_line(result) -> str:
-    """A sweep job's one line: name, final loss, gap and run id (the loss lines stay off)."""
+    """A sweep job's one line: run id, name, final loss and gap (the loss lines stay off). The
+    id comes first, so that a long name can only wrap the line after it at 80 columns."""
     gap = (
         ""
         if result.optimal_loss is None
         else f"  gap {result.final_loss - result.optimal_loss:.3g}"
     )
-    loss = f"final_loss {result.final_loss:.8g}{gap}"
-    return f"{result.run_name}  {loss}  FINISHED  run {result.run_id[:8]}"
+    return f"{result.run_id[:8]}  {result.run_name}  final_loss {result.final_loss:.8g}{gap}"
+
+
+def diverged_line(run_id: str, run_name: str, error) -> str:
+    """The line of a sweep job whose loss diverged (`error`: gdfit.errors.Diverged): a result of
+    the search, said once, here."""
+    stable = f" (stable: lr < {error.stable_lr:.2g})" if error.stable_lr else ""
+    return f"{run_id[:8]}  {run_name}  diverged at step {error.step:,}{stable}"
 
 
 def where(run_id: str, status: str, store: str, store_option: str, view: str | None) -> str:

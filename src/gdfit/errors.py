@@ -64,7 +64,7 @@ class Diverged(GdfitError):
             f"the loss diverged at step {step} (loss {loss:.6g}); "
             f"try a smaller learning rate than optimizer.lr={lr:g}{limit}"
         )
-        self.step = step
+        self.step, self.loss, self.lr, self.stable_lr = step, loss, lr, stable_lr
 
 
 class Stopped(KeyboardInterrupt):

@@ -7,7 +7,10 @@ Plain functions of values already at hand: no MLflow import here.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
+
+from gdfit.digits import value_texts
 
 NOTE_TAG = "mlflow.note.content"
 
@@ -81,6 +84,11 @@ def _relative(gap: float, optimum: float) -> str:
     return f"{gap / abs(optimum):.2g} relative"
 
 
+NOTE_LIMIT = 8000  # characters of a tag's value that MLflow keeps (it cuts longer ones)
+MAX_FAILURES_LISTED = 10  # failures named one by one in a sweep's description
+MAX_REASON = 200  # characters of a failure's reason there
+
+
 def sweep_note(
     columns: list[str],
     rows: list[dict],
@@ -89,39 +97,95 @@ def sweep_note(
     store: str,
     view: str | None,
     best_id: str | None,
+    ranking: str,
+    run_link: Callable[[str], str] = lambda run_id: "",
 ) -> str:
-    """A ranked markdown table of a sweep's jobs (`rows` of runs.table, best first; failed ones
-    last, with `ended`: why) and the commands that compare and rerun them. Only the settings
-    that differ between the jobs are shown."""
+    """A sweep's description: its jobs ranked in an aligned table (`rows` of readback.table,
+    best first; `ranking` says by what), the jobs that failed with their reasons, and the
+    commands that compare and rerun them. Only the settings that differ between the jobs are
+    shown. A large sweep's description stays within NOTE_LIMIT by design: the table holds the
+    best rows that fit, and says where every job is (summary.csv). `run_link(run_id)`: the
+    address of a run's page, for the best one's name."""
     settings = columns[2 : columns.index("status")]
     varied = [c for c in settings if len({r[c] for r in rows}) > 1]
-    failed = [r for r in rows if r["status"] != "FINISHED"]
-    header = ["#", "run", *varied, "status", "final_loss", "loss_gap"]
-    lines = [
-        f"Sweep of {len(rows)} jobs, {len(failed)} not finished; "
-        f"varied: {', '.join(varied) or 'nothing'}.",
+    diverged = [r for r in rows if r["diverged"]]
+    failed = [r for r in rows if r["status"] != "FINISHED" and not r["diverged"]]
+    finished = len(rows) - len(diverged) - len(failed)
+    head = [
+        f"Sweep of {len(rows)} jobs: {finished} finished, {len(diverged)} diverged, "
+        f"{len(failed)} failed. Varied: {', '.join(varied) or 'nothing'}. Ranked {ranking}.",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
     ]
-    for rank, r in enumerate(rows, 1):
-        loss, gap = r["final_loss"], r["loss_gap"]
-        cells = [
-            str(rank),
-            f"{r['run_name']} `{r['run_id'][:8]}`",
-            *(r[c] or "" for c in varied),
-            r["status"],
-            "" if loss is None else f"{loss:.8g}",
-            "" if gap is None else f"{gap:.3g}",
-        ]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    if failed:
-        lines += ["", "Not finished:", ""]
-        lines += [f"- `{r['run_id'][:8]}` {r['run_name']}: {r['ended']}" for r in failed]
-    lines += ["", f"Compare: `gdfit-compare --parent {parent_id}{store}`  "]
-    lines.append(f"Rerun every job: `gdfit-rerun {parent_id}{store}`")
+    if best_id and rows:  # first: the page shows a description's first lines until unfolded
+        top = rows[0]
+        name = top["run_name"].replace("[", "\\[").replace("]", "\\]")
+        link = run_link(best_id)
+        named = f"[{name}]({link})" if link else name
+        gap = "" if top["loss_gap"] is None else f", gap {top['loss_gap']:.3g}"
+        head.insert(0, f"**Best**: {named}: final_loss {top['final_loss']:.8g}{gap}.  ")
+    tail = ["", *_failure_lines(failed)] if failed else []
+    tail += ["", f"Compare: `gdfit-compare --parent {parent_id}{store}`  "]
+    tail.append(f"Rerun every job: `gdfit-rerun {parent_id}{store}`  ")
     if best_id:
-        lines.append(f"Rerun the best: `gdfit-rerun {best_id}{store}`")
+        tail.append(f"Rerun the best: `gdfit-rerun {best_id}{store}`  ")
     if view:
-        lines.append(f"View: {view}")
-    return "\n".join(lines)
+        tail.append(f"View: {view}")
+    table = _aligned(["#", "run", "id", *varied, "final_loss", "loss_gap"], _cells(rows, varied))
+    every = "Every job, with its coefficients and how it ended: summary.csv, in the Artifacts."
+    room = NOTE_LIMIT - sum(len(line) + 1 for line in head + tail) - len(every) - 100
+    width = max(len(line) for line in table) + 1
+    shown = max(0, min(len(rows), room // width - 2))  # less the titles and their rule
+    cut = f"The best {shown} of {len(rows)} jobs. {every}"
+    lines = [*head, "```", *table[: shown + 2], "```", cut if shown < len(rows) else every]
+    return "\n".join(lines + tail)[:NOTE_LIMIT]
+
+
+def _cells(rows: list[dict], varied: list[str]) -> list[list[str]]:
+    """A table row per job: rank, name, id, the varied settings (short), then its final loss and
+    gap, or how it ended (one cell, the last)."""
+    texts = {c: value_texts([r[c] for r in rows if r[c] is not None]) for c in varied}
+    cells = []
+    for rank, r in enumerate(rows, 1):
+        line = [str(rank), r["run_name"], r["run_id"][:8]]
+        line += [texts[c].get(r[c], "") if r[c] is not None else "" for c in varied]
+        if r["status"] == "FINISHED":
+            gap = r["loss_gap"]
+            line += [f"{r['final_loss']:.8g}", "" if gap is None else f"{gap:.3g}"]
+        else:
+            line.append(r["ended"] if r["diverged"] else r["status"])
+        cells.append(line)
+    return cells
+
+
+def _aligned(titles: list[str], cells: list[list[str]]) -> list[str]:
+    """Fixed-width lines for a code block: the titles, a rule, then each row, the rank and the
+    numbers to the right. A row cut short (a job that did not finish) ends on its last cell,
+    left-aligned under final_loss."""
+    n = len(titles)
+    full = [r for r in cells if len(r) == n]
+    widths = [
+        max([len(t), *(len(r[i]) for r in (full if i >= n - 2 else cells))])
+        for i, t in enumerate(titles)
+    ]
+    right = {0, n - 2, n - 1}
+
+    def line(row: list[str]) -> str:
+        out = [
+            c.rjust(w) if i in right and len(row) == n else c.ljust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=False))
+        ]
+        return "  ".join(out).rstrip()
+
+    return [line(titles), line(["-" * w for w in widths]), *(line(r) for r in cells)]
+
+
+def _failure_lines(failed: list[dict]) -> list[str]:
+    """The jobs that failed (not those that diverged), with their reasons: the first ones one
+    by one, the rest counted."""
+    lines = [f"Failed ({len(failed)}):", ""]
+    for r in failed[:MAX_FAILURES_LISTED]:
+        reason = (r["ended"] or r["status"].lower())[:MAX_REASON]
+        lines.append(f"- `{r['run_id'][:8]}` {r['run_name']}: {reason}")
+    if len(failed) > MAX_FAILURES_LISTED:
+        lines.append(f"- and {len(failed) - MAX_FAILURES_LISTED} more: see summary.csv")
+    return lines

@@ -14,10 +14,11 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.transforms import blended_transform_factory
 
+from gdfit.digits import short_value
 from gdfit.plots import every
 
 MAX_LEGEND = 10  # runs drawn one colour each with a legend; more get a colour scale
-MAX_LABEL = 70  # characters of a legend entry
+MAX_LABEL = 110  # characters of a legend entry (one column under the axes holds ~130)
 OFFSETS = [(0, ()), (0, (5, 3)), (0, (1, 2)), (0, (6, 2, 1, 2))]  # solid, dashed, dotted, dash-dot
 MARKERS = ["o", "s", "^", "D", "v", "P"]
 COINCIDE_DEX = 1e-3  # curves within 0.23% of each other at every step cannot be told apart
@@ -147,15 +148,33 @@ def comparison_figure(
     if scale:
         fig.colorbar(_mappable(norm), ax=ax, label=colour_by, pad=0.01)
         handles = _style_handles(curves, styles, style_by, together) + handles[len(curves) :]
+    if _wide_steps(curves):
+        # Runs of 2,000 and 30,000 steps: on a linear axis the short ones would fill its first
+        # few percent. Linear from 0 to 1, logarithmic beyond.
+        ax.set_xscale("symlog", linthresh=1, linscale=0.3)
+        ax.set_xlim(left=0)
+        ax.set_xlabel("step (log scale)")
     if handles:
-        # Right of the axes, where the layout keeps it inside the canvas; the canvas widens
-        # with it (~0.064 in a character at this font size) so the axes keep their width.
-        fig.legend(handles=handles, loc="outside right upper", fontsize="small")
-        longest = max(len(str(h.get_label())) for h in handles)
-        fig.set_figwidth(6.5 + 0.6 + 0.064 * longest + (0.9 if scale else 0))
+        _legend_below(fig, handles)
     if title:
         ax.set_title(title, fontsize="medium")
     return fig
+
+
+def _wide_steps(curves: list[Curve]) -> bool:
+    """Whether the runs' lengths differ tenfold or more."""
+    ends = [c.steps[-1] for c in curves if c.steps and c.steps[-1] > 0 and not c.ended]
+    return bool(ends) and max(ends) >= 10 * min(ends)
+
+
+def _legend_below(fig: Figure, handles: list) -> None:
+    """The legend under the axes, in two columns when its entries are short: the axes keep the
+    canvas' width, and the canvas grows by the legend's rows (~0.2 in each)."""
+    longest = max(len(str(h.get_label())) for h in handles)
+    columns = 2 if longest <= 60 and len(handles) > 3 else 1
+    rows = -(-len(handles) // columns)
+    fig.legend(handles=handles, loc="outside lower center", ncols=columns, fontsize="small")
+    fig.set_figheight(fig.get_figheight() + 0.2 * rows + 0.1)
 
 
 def _legend_text(curves: list[Curve], i: int, together: dict[int, list[int]]) -> str:
@@ -291,31 +310,51 @@ def versus_figure(setting: str, series: list[Series], optimum: float | None = No
     losses = [p[1] for s in series for p in s.finished] + ([optimum] if optimum else [])
     _y_axis(loss_ax, losses, stopped)
     _y_axis(gap_ax, [p[2] for s in series for p in s.finished if p[2] is not None], stopped)
+    if xs:
+        _x_axis(loss_ax, xs)  # shared with gap_ax
     loss_ax.set(xlabel=setting, ylabel="final loss (sum of squared errors)")
     gap_ax.set(xlabel=setting, ylabel="loss gap (final - least-squares optimum)")
     for ax in (loss_ax, gap_ax):
         ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(f"final loss against {setting}" + (f" ({len(series)} series)" if many else ""))
     if handles:
-        fig.legend(handles=handles, loc="outside right upper", fontsize="small")
+        _legend_below(fig, handles)
     return fig
 
 
 def _y_axis(ax, values: list[float], headroom: bool) -> None:
-    """A log y-axis when every value is positive (a gap of exactly 0 stays linear), at least a
-    decade tall so that values equal to a few digits do not fill it with one repeated tick;
-    with `headroom`, the top eighth is left to the marks of runs that stopped."""
+    """A log y-axis when the values are positive and span a decade or more (gaps from 1e-8 to
+    1); else a linear one around them (final losses of 8.82 to 9.08 fill it rather than lie
+    flat on a decade). With `headroom`, the top eighth is left to the marks of runs that
+    stopped."""
     values = [v for v in values if math.isfinite(v)]
     if not values:
         return
-    if min(values) > 0:
+    low, high = min(values), max(values)
+    if low > 0 and high / low >= 10:
         ax.set_yscale("log")
-        low, high = math.log10(min(values)), math.log10(max(values))
-        middle, half = (low + high) / 2, max((high - low) / 2 * 1.1, 0.5)
-        low, high = middle - half, middle + half
+        low, high = math.log10(low), math.log10(high)
+        pad = 0.05 * (high - low)
+        low, high = low - pad, high + pad
         if headroom:
             high = low + (high - low) / 0.88
         ax.set_ylim(10**low, 10**high)
-    elif headroom:
-        low, high = ax.get_ylim()
-        ax.set_ylim(low, low + (high - low) / 0.88)
+        return
+    pad = 0.08 * (high - low) or 0.01 * abs(high) or 1.0
+    low, high = low - pad, high + pad
+    if headroom:
+        high = low + (high - low) / 0.88
+    ax.set_ylim(low, high)
+    ax.yaxis.get_major_formatter().set_useOffset(False)  # 8.82, not 0.02 + 8.8
+
+
+def _x_axis(ax, xs: list[float]) -> None:
+    """Ticks at the swept values themselves when there are few, written short (`2e-6`), and
+    no offset or scale factor that the reader must apply."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter
+
+    distinct = sorted(set(xs))
+    if len(distinct) <= 8:
+        ax.xaxis.set_major_locator(FixedLocator(distinct))
+        ax.xaxis.set_minor_locator(FixedLocator([]))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: short_value(repr(float(v)))))

@@ -49,6 +49,7 @@ class FitFigure:
         self.fitted.set_data(x[s], fitted[s])
         self.ax.relim()
         self.ax.autoscale_view()
+        formula = formula.replace("+ -", "- ")  # the example's Result line keeps its "+ -"
         lines = textwrap.wrap(formula, MAX_TITLE, break_long_words=False) or [""]
         self.title.set_text("\n".join(lines))
         self.name.set_text(name)

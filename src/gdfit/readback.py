@@ -20,7 +20,7 @@ import numpy as np
 from gdfit.client import Client, connect, is_outage, reading, store_error
 from gdfit.errors import TrackingError, UsageError
 from gdfit.redaction import redact
-from gdfit.runlog import CURVE_FILE
+from gdfit.runlog import CURVE_FILE, DIVERGED_TAG
 from gdfit.store import experiment_names, reap_lost
 
 # ---- finding runs: a sweep's jobs, an experiment's runs, or what a user names ----
@@ -50,6 +50,7 @@ def search_runs(
 
 
 _HEX = re.compile(r"[0-9a-f]{1,32}")
+PREFIX_MIN = 4  # hex digits of the shortest run id prefix looked up
 
 
 def find_run(uri: str, ref: str) -> tuple[Any, str | None]:
@@ -74,7 +75,7 @@ def _find_run(client: Client, uri: str, ref: str) -> tuple[Any, str | None]:
     experiments = [e.experiment_id for e in client.search_experiments()]
     if not experiments:
         raise UsageError(f"no run {ref!r} in {uri}: the store holds no experiments")
-    if len(ref) >= 4 and _HEX.fullmatch(ref):
+    if len(ref) >= PREFIX_MIN and _HEX.fullmatch(ref):
         found = client.search_runs(experiments, f"attributes.run_id LIKE '{ref}%'", max_results=20)
         if len(found) == 1:
             return found[0], None
@@ -87,6 +88,11 @@ def _find_run(client: Client, uri: str, ref: str) -> tuple[Any, str | None]:
         max_results=50,
         order_by=["attributes.start_time DESC"],
     )
+    if not named and len(ref) < PREFIX_MIN and _HEX.fullmatch(ref):
+        raise UsageError(
+            f"no run named {ref!r} in {uri}, and an id prefix needs at least {PREFIX_MIN} "
+            "characters"
+        )
     if not named:
         raise UsageError(f"no run {ref!r} in {uri}: not a run id, id prefix or run name")
     newest = named[0]
@@ -176,6 +182,7 @@ def saved_curve(uri: str, run_id: str, artifact_uri: str | None = None) -> Curve
     is stopped) leaves it cut short. The caller then reads the `loss` metric."""
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # one file: no bar
     with reading(uri):
         artifact_uri = artifact_uri or connect(uri).get_run(run_id).info.artifact_uri
         repo = get_artifact_repository(artifact_uri, tracking_uri=uri)
@@ -255,14 +262,15 @@ def coefficient_keys(runs: list) -> list[str]:
 
 def table(runs: list) -> tuple[list[str], list[dict]]:
     """Column names and one dict per run: id, name, the settings that say which run it is and
-    those that differ, its status, results, coefficients and seconds. Values are the store's:
-    params as text, metrics as floats, None where a run has none. Each row also holds, outside
-    the columns, `ended`: why a run did not finish (see `ended`)."""
+    those that differ, its status and `ended` (why it did not finish, see `ended`), results,
+    coefficients and seconds. Values are the store's: params as text, metrics as floats, None
+    where a run has none. Each row also holds, outside the columns, `diverged` (see
+    `diverged`)."""
     shown = set(SETTINGS.values())
     extra = [k for k in swept_keys(runs) if k not in shown]
     coefs = coefficient_keys(runs)
     metrics = ["final_loss", "loss_gap", *coefs, "train_seconds"]
-    columns = ["run_id", "run_name", *SETTINGS, *extra, "status", *metrics]
+    columns = ["run_id", "run_name", *SETTINGS, *extra, "status", "ended", *metrics]
     rows = []
     for r in runs:
         params = r.data.params
@@ -270,6 +278,7 @@ def table(runs: list) -> tuple[list[str], list[dict]]:
         row |= {title: params.get(key) for title, key in SETTINGS.items()}
         row |= {key: params.get(key) for key in extra}
         row["status"], row["ended"] = r.info.status, ended(r, detail=True)
+        row["diverged"] = diverged(r)
         row |= {key: r.data.metrics.get(key) for key in metrics}
         rows.append(row)
     return columns, rows
@@ -289,11 +298,19 @@ def ended(run: Any, detail: bool = False) -> str:
     if run.info.status == "FINISHED":
         return ""
     tags = run.data.tags
-    if "gdfit.diverged_at_step" in tags:
-        return f"diverged at step {tags['gdfit.diverged_at_step']}"
+    if diverged(run):
+        return f"diverged at step {tags[DIVERGED_TAG]}"
     if detail and "gdfit.error" in tags:
         return tags["gdfit.error"].splitlines()[0][:300]
     return {"RUNNING": "running or lost"}.get(run.info.status, run.info.status.lower())
+
+
+def diverged(run: Any) -> bool:
+    """Whether the run ended because its loss diverged (tag gdfit.diverged_at_step; its status
+    is FAILED). In a sweep that is a result of the search, a rate too large, not a failure of
+    the command: sweeps report it apart from the jobs that failed, and exit 0 for it. The one
+    place that tells the two apart, for every launcher."""
+    return run.info.status != "FINISHED" and DIVERGED_TAG in run.data.tags
 
 
 def final_loss(run: Any) -> float:
@@ -302,12 +319,51 @@ def final_loss(run: Any) -> float:
     return loss if run.info.status == "FINISHED" and math.isfinite(loss) else math.inf
 
 
+# What a run's final loss is a loss of: its model (less the start point and the seed of its
+# draws) and its data. Runs that share these rank by final loss; across them a model with more
+# parameters, or fewer points, reaches a lower loss without being better fitted.
+NOT_THE_PROBLEM = ("model.init", "model.seed")
+
+
+def _problem(run: Any) -> frozenset:
+    params = run.data.params
+    return frozenset(
+        (k, v)
+        for k, v in params.items()
+        if k.startswith(("model.", "data.")) and k not in NOT_THE_PROBLEM
+    )
+
+
+def ranking(runs: list) -> str:
+    """What `ranked` orders `runs` by: "final_loss" when the finished ones fit one model to one
+    data set, else "loss_gap" (each run's gap to its own model's least-squares optimum)."""
+    problems = {_problem(r) for r in runs if math.isfinite(final_loss(r))}
+    return "final_loss" if len(problems) <= 1 else "loss_gap"
+
+
+RANKINGS = {
+    "final_loss": "by final_loss",
+    "loss_gap": "by loss_gap: models or data differ, so each run against its own optimum",
+}
+
+
 def ranked(runs: list) -> list:
-    """Best first: finished runs by final loss, then the others in their order."""
-    return sorted(runs, key=final_loss)
+    """Best first, as `ranking` says: finished runs by final loss, or by their gap to their
+    own model's optimum (then those whose model has none, by final loss); then the runs that
+    did not finish, in their order."""
+    by_gap = ranking(runs) == "loss_gap"
+
+    def key(run: Any) -> tuple[int, float]:
+        loss = final_loss(run)
+        if not math.isfinite(loss):
+            return 2, 0.0
+        gap = run.data.metrics.get("loss_gap") if by_gap else None
+        return (1, loss) if by_gap and gap is None else (0, loss if gap is None else gap)
+
+    return sorted(runs, key=key)
 
 
 def best(runs: list) -> Any:
-    """The finished run with the lowest final_loss, or None."""
+    """The best finished run as `ranked` orders them, or None."""
     first = ranked(runs)[:1]
     return first[0] if first and math.isfinite(final_loss(first[0])) else None

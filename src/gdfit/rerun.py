@@ -199,6 +199,7 @@ def rerun_one(uri: str, original, args: argparse.Namespace) -> tuple[int, str, s
                 overrides=args.overrides,
                 tags={"gdfit.rerun_of": run_id},
                 opened=created.append,
+                say_where=not args.check,  # the scratch store is gone when this ends
             )
             new_id, new = result.run_id, (result.loss_steps, result.losses, result.coef)
         except Diverged as error:  # compare where it diverged, as the original may have

@@ -37,6 +37,7 @@ PARENT_ENV = "GDFIT_SWEEP_PARENT"  # in a sweep's job: the id of its parent run
 NAME_ENV = "GDFIT_SWEEP_NAME"  # and the parent's name, which groups the jobs in the UI
 JOBS_ENV = "GDFIT_SWEEP_JOBS"  # and how many jobs the sweep has, when it is known
 FIGURES_LEFT = "left for the sweep's end"  # tag gdfit.figures of a job that did not draw
+DIVERGED_TAG = "gdfit.diverged_at_step"  # on a run whose loss diverged: the step (see readback)
 
 
 def flat_params(cfg: DictConfig) -> dict[str, str]:

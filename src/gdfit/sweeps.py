@@ -27,10 +27,20 @@ from typing import Any
 from mlflow.entities import Metric, RunTag
 from omegaconf import DictConfig
 
-from gdfit import comparisons, config, environment, liveness, notes, readback, redraw, views
+from gdfit import (
+    comparisons,
+    config,
+    console,
+    environment,
+    liveness,
+    notes,
+    readback,
+    redraw,
+    views,
+)
 from gdfit.client import connect, reading
 from gdfit.environment import git_state, git_tags, share_git_state
-from gdfit.errors import ConfigError, GdfitError, TrackingError
+from gdfit.errors import ConfigError, Diverged, GdfitError, TrackingError
 from gdfit.redaction import is_public, redact
 from gdfit.runlog import (
     FIGURES_LEFT,
@@ -102,6 +112,9 @@ def run_job(cfg: DictConfig, fit: Callable[[Callable[[str], None]], float], run_
     created: list[str] = []
     try:
         return fit(created.append)
+    except Diverged as error:  # a result of the search, said once, in the job's line
+        print(console.diverged_line(created[0] if created else "", run_name, error), flush=True)
+        return math.inf
     except Exception as error:
         return job_failed(cfg, run_name, error, bool(created))
 
@@ -187,7 +200,7 @@ class Sweep:
         client, experiment_id = open_experiment(uri, experiment)
         if resume is None:  # unique, so that two sweeps started in one second stay apart
             self.name = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
-            tags = {**source_tags(), **tags}
+            tags = {**source_tags(), **tags, **views.group_tag(self.name)}  # with its jobs
             created = client.create_run(experiment_id, run_name=self.name, tags=tags)
             self.parent = created.info.run_id
             print(f"gdfit: sweep {self.name}: parent run {self.parent}", flush=True)
@@ -225,7 +238,8 @@ class Sweep:
         self.parent, self.name = found.info.run_id, found.info.run_name
         self._claim(client, found, tags[liveness.PROCESS_TAG])
         resumed = int(found.data.tags.get("gdfit.resumes", "0")) + 1
-        tags = {**tags, "gdfit.resumes": str(resumed)}  # with this process: not reaped
+        # with this process (not reaped), in its sweep's group
+        tags = {**tags, "gdfit.resumes": str(resumed), **views.group_tag(self.name)}
         client.log_batch(self.parent, tags=[RunTag(k, v) for k, v in tags.items()])
         if "gdfit.reaped" in found.data.tags:  # an earlier end's, not this one's
             client.delete_tag(self.parent, "gdfit.reaped")
@@ -257,17 +271,24 @@ class Sweep:
 
     def finish(self, status: str) -> tuple[list, list]:
         """Write the summary of the jobs so far on the parent, end it with `status`, print how
-        to look at it; (jobs, failed ones), one per config, oldest first."""
+        to look at it; (jobs, failed ones), one per config, oldest first. A job whose loss
+        diverged is not among the failed ones (readback.diverged): it is a result."""
         share_git_state(None)  # later runs in this process ask git again
         jobs = latest_attempts(readback.search_runs(self.uri, parent=self.parent))
         best = readback.best(jobs)
-        failed = [r for r in jobs if r.info.status != "FINISHED"]
+        diverged = [r for r in jobs if readback.diverged(r)]
+        failed = [r for r in jobs if r.info.status != "FINISHED" and r not in diverged]
         metrics = {"best_final_loss": best.data.metrics["final_loss"]} if best else {}
-        tags = {"gdfit.jobs": str(len(jobs)), "gdfit.failed_jobs": str(len(failed))}
+        tags = {
+            "gdfit.jobs": str(len(jobs)),
+            "gdfit.diverged_jobs": str(len(diverged)),
+            "gdfit.failed_jobs": str(len(failed)),
+        }
         if best:
             tags["gdfit.best_run_id"] = best.info.run_id
         self.view = views.address(self.uri, jobs[0].info.experiment_id) if jobs else None
         columns, rows = readback.table(readback.ranked(jobs))
+        ranking = readback.RANKINGS[readback.ranking(jobs)]
         tags[notes.NOTE_TAG] = notes.sweep_note(
             columns,
             rows,
@@ -275,7 +296,9 @@ class Sweep:
             store=store_option(self.uri),
             view=self.view,
             best_id=best.info.run_id if best else None,
-        )[:20000]
+            ranking=ranking,
+            run_link=lambda run_id: views.route(jobs[0].info.experiment_id, run_id),
+        )
         texts = {
             "summary.csv": readback.to_csv(*readback.table(jobs)),
             "sweep.yaml": self.sweep_yaml,
@@ -284,17 +307,28 @@ class Sweep:
             if jobs:
                 _draw_figures(self.uri, jobs, Path(folder))
             _end_parent(self.uri, self.parent, metrics, tags, texts, Path(folder), status)
-        for line in self._closing_lines(status, jobs, failed, best):
+        lines = self._closing_lines(status, jobs, diverged, failed, best, ranking)
+        for line in lines:
             print(f"gdfit: {line}", flush=True)
         atexit.unregister(self._cut_off)  # the parent has ended
         return jobs, failed
 
-    def _closing_lines(self, status: str, jobs: list, failed: list, best: Any) -> list[str]:
+    def _closing_lines(
+        self, status: str, jobs: list, diverged: list, failed: list, best: Any, ranking: str
+    ) -> list[str]:
         done = "done" if status == "FINISHED" else f"ended {status}"
-        head = f"sweep {self.name} {done}: {len(jobs)} jobs, {len(failed)} failed"
+        finished = len(jobs) - len(diverged) - len(failed)
+        lines = [
+            f"sweep {self.name} {done}: {len(jobs)} jobs, {finished} finished, "
+            f"{len(diverged)} diverged, {len(failed)} failed"
+        ]
         if best:
-            head += f"; best {best.info.run_name} final_loss {best.data.metrics['final_loss']:.8g}"
-        lines = [head]
+            loss, gap = best.data.metrics["final_loss"], best.data.metrics.get("loss_gap")
+            gaps = "" if gap is None else f" gap {gap:.3g}"
+            name = f"{best.info.run_id[:8]} {best.info.run_name}"
+            lines.append(f"best {name}: final_loss {loss:.8g}{gaps}")
+            if ranking != readback.RANKINGS["final_loss"]:
+                lines.append(f"ranked {ranking}")
         for run in failed[:MAX_FAILURES_SHOWN]:
             reason = run.data.tags.get("gdfit.error", "stopped before it finished")
             lines.append(f"  {run.info.run_name} {run.info.status}: {reason.splitlines()[0]}")

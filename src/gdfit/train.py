@@ -22,7 +22,7 @@ from gdfit.devices import resolve_device
 from gdfit.errors import ConfigError, Diverged
 from gdfit.redaction import public_uri, redact_data
 from gdfit.results import Fit
-from gdfit.runlog import FIGURES_LEFT, JOBS_ENV, TrackedRun, tracked_run
+from gdfit.runlog import DIVERGED_TAG, FIGURES_LEFT, JOBS_ENV, TrackedRun, tracked_run
 from gdfit.seeding import seed_everything
 from gdfit.store import resolve_uri, store_option
 
@@ -167,7 +167,7 @@ def watch(problem: Problem, run: TrackedRun, reporter: Reporter) -> backends.OnC
         run.curve.add(start, kept)
         reporter.chunk(start, kept)
         if bad is not None:
-            run.set_tags({"gdfit.diverged_at_step": start + bad})
+            run.set_tags({DIVERGED_TAG: start + bad})
             raise Diverged(start + bad, float(losses[bad]), cfg.optimizer.lr, stable_rate(problem))
 
     return on_chunk
@@ -221,7 +221,7 @@ def record(run: TrackedRun, problem: Problem, fitted: Fitted) -> Fit:
         # MLflow's charts and Compare print two to four decimals, so gaps of 1e-6 all read
         # 0.00; the exponent tells runs apart. Below 1e-15 of the loss a gap is rounding.
         floor = 1e-15 * max(abs(optimal_loss), 1e-300)
-        metrics["log10_loss_gap"] = math.log10(max(gap, floor))
+        metrics["log10_loss_gap"] = round(math.log10(max(gap, floor)), 2)  # the UI's column
     metrics["log10_lr"] = math.log10(cfg.optimizer.lr)  # an axis for MLflow's charts
     metrics |= coefficients
     metrics["train_seconds"] = fitted.seconds
@@ -323,13 +323,15 @@ def train(
     snapshot_steps: Iterable[int] | None = None,
     progress: str = "lines",
     opened: Callable[[str], None] = lambda run_id: None,
+    say_where: bool = True,
 ) -> Fit:
     """One tracked run of the fit `cfg` describes; `overrides` (the command line's) and `tags`
     are recorded with it. `snapshot_steps`: keep the parameters after these many updates
     (default: `frame_steps`, drawn as the run's fit images). `progress`: what the console
     shows while it fits (console.PROGRESS); "lines" also prints the example's `Result:` line,
-    then where the run went; otherwise (a sweep's job, a notebook) the caller says what it
-    needs. `opened(run_id)` is told the run's id as soon as the run exists."""
+    then where the run went (unless `say_where` is False: a store about to be thrown away);
+    otherwise (a sweep's job, a notebook) the caller says what it needs. `opened(run_id)` is
+    told the run's id as soon as the run exists."""
     problem = prepare(cfg)
     if snapshot_steps is None:
         snapshot_steps = frame_steps(cfg.train.steps)
@@ -352,7 +354,8 @@ def train(
         write_description(run, problem, "FINISHED", result)
     if progress == "lines":
         print("Result: " + problem.model.describe(fitted.params), flush=True)
-        print(where_it_went(cfg, run.run_id, run.experiment_id), file=sys.stderr, flush=True)
+        if say_where:
+            print(where_it_went(cfg, run.run_id, run.experiment_id), file=sys.stderr, flush=True)
     return result
 
 

@@ -24,14 +24,14 @@ from gdfit.uiapp import landing
 
 VIEW_KEY = "gdfit"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
-VIEW_NAME = "gdfit: best run first, loss on log axes"
+VIEW_NAME = "gdfit: best run first (by loss_gap), loss on log axes"
 KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"  # the training layout
 UI_HOST, UI_PORT = "127.0.0.1", 5000  # where gdfit-ui serves unless told otherwise
 
-# Runs of one sweep carry its name in this tag, other runs SINGLE_RUNS: the view groups the
-# table by it. (The UI nests children under their parent only while sorted by start time, and
-# a best-first sort needs groups instead; runs without the tag, sweep parents among them, fall
-# into MLflow's collapsed "Additional runs" group.)
+# A sweep's parent and its jobs carry the sweep's name in this tag, other runs SINGLE_RUNS: the
+# view groups the table by it. (The UI nests children under their parent only while sorted by
+# start time, and a best-first sort needs groups instead; runs without the tag fall into
+# MLflow's collapsed "Additional runs" group. A parent has no loss_gap: last in its group.)
 GROUP_TAG = "gdfit.group"
 SINGLE_RUNS = "single runs"
 
@@ -44,13 +44,8 @@ PARAM_COLUMNS = [
     "device.name",
     "train.steps",
 ]
-METRIC_COLUMNS = ["final_loss", "loss_gap", "train_seconds"]
-# The settings gdfit's sweeps mostly vary: the parallel-coordinates axes (more axes than
-# these crowd its card).
-SWEPT_PARAMS = ["backend.name", "optimizer.name"]
-# MLflow's scatter and parallel charts have linear axes only, on which rates from 1e-7 to 1e-5
-# bunch up and read 0.00000: the runs also log log10_lr, and the charts use that axis.
-SWEPT_METRICS = ["log10_lr", "log10_loss_gap"]
+# log10_loss_gap reads at a glance (-7.77); loss_gap itself is printed to 16 digits.
+METRIC_COLUMNS = ["final_loss", "log10_loss_gap", "loss_gap", "train_seconds"]
 SECTION = "gdfit-charts"
 
 
@@ -59,11 +54,12 @@ def _column(group: str, key: str) -> str:
 
 
 # ag-grid column ids. "Created" carries the run's status icon. The widths keep run names and
-# metrics (printed to 16 digits) whole.
+# metrics (printed to 16 digits, a gap with its exponent: 1.7763568394002505e-15) whole.
+WIDTHS = {"log10_loss_gap": 130, "loss_gap": 215, "train_seconds": 175}
 COLUMNS = [
     ("attributes.`Run Name`", 290),
     ("runDateAndNestInfo", 140),
-    *((_column("metrics", k), 160) for k in METRIC_COLUMNS),
+    *((_column("metrics", k), WIDTHS.get(k, 160)) for k in METRIC_COLUMNS),
     *((_column("params", k), 110) for k in PARAM_COLUMNS),
     ("duration", 80),
 ]
@@ -89,49 +85,43 @@ LOSS_CHART = _card(
     metricKey="loss",
     selectedMetricKeys=["loss"],
     lineSmoothness=0,
-    xAxisScaleType="linear",
+    xAxisScaleType="log",
     scaleType="log",
     range={},
     xAxisKey="step",
     selectedXAxisMetricKey="",
     yAxisKey="metric",
     yAxisExpressions=[],
-    ignoreOutliers=False,
+    ignoreOutliers=True,  # a diverged run's 1e10 does not flatten the others
     useGlobalXaxisKey=True,
     useGlobalLineSmoothing=True,
 )
 CHARTS = [
+    # Every step on log axes: runs of 2,000 and 30,000 steps share one chart, and the curves'
+    # plateaus at the optimum read apart.
     LOSS_CHART,
-    # A scalar metric is drawn as bars on a linear axis labelled to two decimals, where gaps
-    # of 1e-9 and 1e-6 both read 0.00: the bars show log10 of the gap instead.
-    _card("gdfit-log10-gap", "BAR", displayName="log10_loss_gap", metricKey="log10_loss_gap"),
-    # The scatter chart has no log axis: against log10 of the rate, which spans decades.
-    _card(
-        "gdfit-loss-vs-lr",
-        "SCATTER",
-        xaxis={"key": "log10_lr", "type": "METRIC"},
-        yaxis={"key": "final_loss", "type": "METRIC"},
-    ),
+    # The best run is the lowest point. The scatter chart has no log axis: against log10 of
+    # the rate, which spans decades, and log10 of the gap, which spans more.
     _card(
         "gdfit-gap-vs-lr",
         "SCATTER",
         xaxis={"key": "log10_lr", "type": "METRIC"},
         yaxis={"key": "log10_loss_gap", "type": "METRIC"},
     ),
-    # Drawn over the runs that have every axis; a setting no run varied is one flat axis.
     _card(
-        "gdfit-parallel",
-        "PARALLEL",
-        selectedParams=SWEPT_PARAMS,
-        selectedMetrics=SWEPT_METRICS,
-        showAllRuns=False,
+        "gdfit-loss-vs-lr",
+        "SCATTER",
+        xaxis={"key": "log10_lr", "type": "METRIC"},
+        yaxis={"key": "final_loss", "type": "METRIC"},
     ),
 ]
 
 VIEW_STATE = {
     # search facets
     "searchFilter": "",
-    "orderByKey": _column("metrics", "final_loss"),
+    # Best first within each group: by the gap to the run's own model's optimum, which ranks
+    # runs of different models as final_loss ranks runs of one (gdfit.readback.ranking).
+    "orderByKey": _column("metrics", "loss_gap"),
     "orderByAsc": True,
     "startTime": "ALL",
     "lifecycleFilter": "Active",
@@ -142,7 +132,7 @@ VIEW_STATE = {
     + [_column("params", k) for k in PARAM_COLUMNS],
     "columnOrder": [column for column, _ in COLUMNS],
     "columnWidths": dict(COLUMNS),
-    "runsHiddenMode": "FIRST_20_RUNS",  # the charts draw the table's first 20 runs
+    "runsHiddenMode": "FIRST_10_RUNS",  # the charts draw the table's best 10: a colour each
     "viewMaximized": False,
     "runListHidden": False,
     # Each group row shows its best (lowest) value. Groups start expanded; MLflow's own
@@ -247,3 +237,9 @@ def page(base: str, experiment_id: str, run_id: str | None = None, charts: bool 
     if charts:
         query += "&compareRunsMode=CHART"
     return f"{base}/#/experiments/{experiment_id}/runs?{query}"
+
+
+def route(experiment_id: str, run_id: str) -> str:
+    """A run page's address relative to the UI's own (`#/experiments/...`), for a link in a
+    description: it works on whatever host and path serve the UI."""
+    return page("", experiment_id, run_id).removeprefix("/")
