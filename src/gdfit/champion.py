@@ -74,13 +74,19 @@ def logged_config(uri: str, run: Any) -> DictConfig:
     return node
 
 
+def logged_model(run: Any) -> str | None:
+    """The id of the model `run` logged (its last, should it have several), or None."""
+    outputs = run.outputs.model_outputs if run.outputs else []
+    return max(outputs, key=lambda o: o.step).model_id if outputs else None
+
+
 def model_of(uri: str, run: Any, cfg: DictConfig | None = None) -> str:
     """The id of `run`'s logged model; when it has none (a sweep's job, a run logged before
     models were, tracking.log_model=false), one logged now from its config and coefficients,
     its metrics linked to it."""
-    outputs = run.outputs.model_outputs if run.outputs else []
-    if outputs:
-        return max(outputs, key=lambda o: o.step).model_id
+    found = logged_model(run)
+    if found is not None:
+        return found
     cfg = cfg or logged_config(uri, run)
     names = models.build(cfg.model).param_names
     metrics = run.data.metrics
