@@ -30,6 +30,7 @@ ALIAS = "champion"
 LOSS_TAG = "gdfit.final_loss"  # a version's final loss, as the run logged it
 DATA_TAG = "gdfit.data"  # the data it was fitted on: versions compare only on the same data
 RUN_TAG = "gdfit.run_id"
+MODEL_TAG = "gdfit.model_id"  # the logged model: a database registry keeps no model_id itself
 PROGRESS_BAR = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
 
 
@@ -174,18 +175,20 @@ def register(uri: str, ref: str, name: str | None = None, force: bool = False) -
     model_id = model_of(uri, run, cfg)
     loss = readback.final_loss(run)
     tags = {LOSS_TAG: repr(loss), DATA_TAG: data_key(cfg), RUN_TAG: run.info.run_id}
+    tags[MODEL_TAG] = model_id
     client = connect(uri)
     with reading(uri, "register the model in"):
         if not _exists(client, name):
             client.create_registered_model(name, description=f"gdfit's fits of {cfg.model.name}")
         version = client.create_model_version(
             name,
-            source=f"models:/{model_id}",
+            source=version_source(client, uri, model_id),
             run_id=run.info.run_id,
             tags=tags,
             description=description(uri, run, cfg),
             model_id=model_id,
         ).version
+        version = str(version)  # an int from a database store, a string over REST
         current = _champion(client, name)
     said = f"registered run {run.info.run_id} ({run.info.run_name}) as {name} version {version}"
     if current is None:
@@ -210,7 +213,17 @@ def register(uri: str, ref: str, name: str | None = None, force: bool = False) -
         said += f"; {ALIAS} is now version {version} ({verdict})"
         return Registered(name, version, run.info.run_id, model_id, version, said)
     said += f"; {ALIAS} stays version {current.version}: {verdict} (--force moves it)"
-    return Registered(name, version, run.info.run_id, model_id, current.version, said)
+    return Registered(name, version, run.info.run_id, model_id, str(current.version), said)
+
+
+def version_source(client: Any, uri: str, model_id: str) -> str:
+    """A version's source: `models:/<id>` for a tracking server, which resolves it in its own
+    store; for a database store the model's files, since MLflow's database registry resolves a
+    `models:/` source through the process's global tracking URI (a TODO in its code), which a
+    gdfit command never sets."""
+    if uri.startswith(("http://", "https://")):
+        return f"models:/{model_id}"
+    return client.get_logged_model(model_id).artifact_location
 
 
 def serve_command(uri: str, name: str) -> str:
