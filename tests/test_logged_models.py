@@ -7,7 +7,9 @@ import os
 import signal
 import subprocess
 import time
+import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -174,65 +176,57 @@ def test_tracking_register_registers_at_the_end_of_a_run(make_cfg, client, capsy
     assert version.tags["gdfit.model_id"] == model_id_of(client, fit.run_id)
 
 
-def test_served_champion_answers_invocations_over_http(make_cfg, store_uri, client, tmp_path):
+def test_served_champion_answers_invocations_over_http(make_cfg, store_uri, tmp_path):
     name = f"gdfit-serve-{time.monotonic_ns()}"
     fit = train(make_cfg("train.steps=100"))
     assert run_register(fit.run_id, "--tracking-uri", store_uri, "--name", name) == 0
-    port = free_port()
-    log = (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen(
-        [
-            str(BIN / "mlflow"),
-            "models",
-            "serve",
-            "-m",
-            f"models:/{name}@champion",
-            "--env-manager",
-            "local",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(port),
-        ],
-        cwd=tmp_path,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        # as in an activated virtualenv: MLflow starts its server as `uvicorn`, found on PATH
-        env={
-            **os.environ,
-            "MLFLOW_TRACKING_URI": store_uri,
-            "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-        },
-    )
-    try:
-        x = [-3.0, -0.5, 0.0, 1.25, 3.0]
-        body = {"dataframe_split": {"columns": ["x"], "data": [[v] for v in x]}}
-        answer = post_when_up(f"http://127.0.0.1:{port}/invocations", body, server, tmp_path)
-        _, _, want = expected(store_uri, fit.run_id, np.array(x))
+    x = [-3.0, -0.5, 0.0, 1.25, 3.0]
+    _, _, want = expected(store_uri, fit.run_id, np.array(x))
+    with served(f"models:/{name}@champion", {"MLFLOW_TRACKING_URI": store_uri}, tmp_path) as post:
+        answer = post({"dataframe_split": {"columns": ["x"], "data": [[v] for v in x]}})
         assert answer["predictions"] == want.tolist()
-        other = post_when_up(
-            f"http://127.0.0.1:{port}/invocations", {"inputs": {"x": x}}, server, tmp_path
+        assert post({"inputs": {"x": x}})["predictions"] == want.tolist()
+
+
+@contextmanager
+def served(model_uri: str, env: dict, folder: Path, seconds: float = 180):
+    """`mlflow models serve` of `model_uri` on a free loopback port, in the environment `env`
+    adds to this one; yields post(body) -> the answer of POST /invocations, once it answers."""
+    port, log = free_port(), folder / "serve.log"
+    server = subprocess.Popen(
+        [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local"]
+        + ["-h", "127.0.0.1", "-p", str(port)],
+        cwd=folder,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its uvicorn worker too is stopped below
+        # as in an activated virtualenv: MLflow starts its server as `uvicorn`, found on PATH
+        env={**os.environ, **env, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
+    )
+
+    def post(body: dict) -> dict:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations",
+            json.dumps(body).encode(),
+            {"Content-Type": "application/json"},
         )
-        assert other["predictions"] == want.tolist()
+        deadline = time.monotonic() + seconds
+        while True:
+            assert server.poll() is None, log.read_text()
+            try:
+                with urllib.request.urlopen(request, timeout=10) as answer:
+                    return json.loads(answer.read())
+            except urllib.error.HTTPError as refused:
+                raise AssertionError(refused.read().decode()) from refused
+            except OSError:
+                assert time.monotonic() < deadline, f"no answer: {log.read_text()}"
+                time.sleep(0.5)
+
+    try:
+        yield post
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
-
-
-def post_when_up(url: str, body: dict, server, folder: Path, seconds: float = 120) -> dict:
-    request = urllib.request.Request(
-        url, json.dumps(body).encode(), {"Content-Type": "application/json"}
-    )
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        assert server.poll() is None, (folder / "serve.log").read_text()
-        try:
-            with urllib.request.urlopen(request, timeout=10) as answer:
-                return json.loads(answer.read())
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError(f"no answer from {url}: {(folder / 'serve.log').read_text()}")
 
 
 def test_rerun_compares_the_models_predictions(make_cfg, store_uri, capsys):
