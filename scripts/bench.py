@@ -382,6 +382,8 @@ SECTIONS = {
         ("gdfit/runlog.py", "log_images"),
     ],
     "files, curve, metrics, end": [("gdfit/runlog.py", "close"), ("gdfit/runlog.py", "send_files")],
+    # a single run's model; a sweep logs its best job's at its end (per job: that over the jobs)
+    "the fit as an MLflow model": [("gdfit/modellog.py", "log")],
     "Hydra composing the job": [("hydra/_internal/config_loader_impl.py", "load_sweep_config")],
 }
 

@@ -90,6 +90,11 @@ class TrackingConfig:
     # single run or of a sweep up to FIGURES_AUTO_MOST jobs; above, the sweep's best
     # FIGURES_AUTO_BEST runs, drawn at its end from what the store holds)
     figures: str = "auto"
+    # the fit as an MLflow model (gdfit.fitted) with its run; a sweep: its best run's, at its end
+    log_model: bool = True
+    # at the end, register that model as a new version of gdfit-<model>; the alias champion
+    # moves to it when it beats the champion's final_loss on the same data (gdfit-register)
+    register: bool = False
 
 
 @dataclass

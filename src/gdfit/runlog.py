@@ -186,9 +186,10 @@ class TrackedRun:
         self._staging = tempfile.TemporaryDirectory(prefix="gdfit-run-")
         self.staged = Path(self._staging.name)
 
-    def log_metrics(self, metrics: dict[str, float]) -> None:
+    def log_metrics(self, metrics: dict[str, float], model_id: str | None = None) -> None:
+        """At step 0, linked to the run's logged model `model_id` when it has one."""
         now = int(time.time() * 1000)
-        self.metrics += [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+        self.metrics += [Metric(k, float(v), now, 0, model_id=model_id) for k, v in metrics.items()]
 
     def log_text(self, text: str, name: str) -> None:
         """Redacted as Client.log_text redacts what it sends (see gdfit.redaction)."""

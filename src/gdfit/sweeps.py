@@ -310,6 +310,8 @@ class Sweep:
         lines = self._closing_lines(status, jobs, diverged, failed, best, ranking)
         for line in lines:
             print(f"gdfit: {line}", flush=True)
+        if best:
+            _best_model(self.uri, best, status)
         atexit.unregister(self._cut_off)  # the parent has ended
         return jobs, failed
 
@@ -397,6 +399,23 @@ def _draw_figures(uri: str, jobs: list, folder: Path) -> None:
                 client.set_tag(run.info.run_id, "gdfit.figures", "drawn at the sweep's end")
             except Exception as error:
                 _say_not_drawn(f"the figures of {run.info.run_name} were", error)
+
+
+def _best_model(uri: str, best: Any, status: str) -> None:
+    """The best job's fit as an MLflow model (its jobs log none), as that job was set:
+    tracking.log_model, and tracking.register once the sweep has finished. A failure is said;
+    the sweep stands, and gdfit-register can do it later."""
+    from gdfit import champion
+
+    wanted = best.data.params
+    try:
+        if wanted.get("tracking.register") == "True" and status == "FINISHED":
+            print(f"gdfit: {champion.register(uri, best.info.run_id).said}", flush=True)
+        elif wanted.get("tracking.log_model", "True") == "True":
+            champion.model_of(uri, best)
+    except Exception as error:
+        said = ": ".join([type(error).__name__, *str(error).strip().splitlines()[:1]])
+        print(f"gdfit: warning: the best run's model: {redact(said)}", file=sys.stderr)
 
 
 def _say_not_drawn(what: str, error: Exception) -> None:
