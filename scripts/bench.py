@@ -13,7 +13,11 @@
    figure), both on new stores, alternating; and sweeps of 12 and 48 jobs against one run,
    all on one existing store. Wall and CPU seconds: on a shared machine the CPU column moves
    least with others' load. Then where a run's seconds go, from a cProfile of the command.
-3. scale: steps per second of the loop from 10^3 to 10^7 points (the setup of a fit, its float32
+3. batched: `hydra/launcher=batched` sweeps of 256 and 1,024 configs (learning rates x seeds)
+   against one default run, whole process to whole process, with the sequential sweep of the
+   same 256 beside them; what a config costs inside a program of 256 against its fit alone; and
+   where a batched sweep's seconds go (cProfile), with the store calls each child costs.
+4. scale: steps per second of the loop from 10^3 to 10^7 points (the setup of a fit, its float32
    copies and the move to a GPU, apart) and the peak memory of a whole run there;
    a 10^6-step run with its curve thinned.
 """
@@ -378,6 +382,8 @@ SECTIONS = {
         ("gdfit/runlog.py", "log_images"),
     ],
     "files, curve, metrics, end": [("gdfit/runlog.py", "close"), ("gdfit/runlog.py", "send_files")],
+    # a single run's model; a sweep logs its best job's at its end (per job: that over the jobs)
+    "the fit as an MLflow model": [("gdfit/modellog.py", "log")],
     "Hydra composing the job": [("hydra/_internal/config_loader_impl.py", "load_sweep_config")],
 }
 
@@ -435,7 +441,139 @@ def bench_breakdown(jobs: int, folder: Path) -> None:
     )
 
 
-# ---- 3. scale ------------------------------------------------------------------------------
+# ---- 3. batched sweeps ------------------------------------------------------------------
+
+
+def grid_command(side: int, uri: str, batched: bool) -> list[str]:
+    """A side x side grid of learning rates (all stable, 2.2e-7 apart) and seeds."""
+    rates = ",".join(f"{(i + 1) * 3.4e-6 / side:.3g}" for i in range(side))
+    launcher = ["hydra/launcher=batched"] if batched else []
+    seeds = f"train.seed=range({side})"
+    return [str(BIN / "gdfit-train"), "-m", *launcher, f"optimizer.lr={rates}", seeds,
+            f"tracking.uri={uri}", QUIET]  # fmt: skip
+
+
+def bench_batched_processes(sides: list[int], sequential: int | None, folder: Path) -> None:
+    """Whole batched sweeps against one default run on the same existing store, each measured
+    beside a run of its own (the machine's drifts hit both alike)."""
+    train = str(BIN / "gdfit-train")
+    uri = fresh_uri(folder, "batched")
+    timed_process([train, f"tracking.uri={uri}", QUIET], folder)  # the store, once
+    targets = {16: "<= 6x", 32: "<= 20x"}
+    rows = []
+    runs = [(side, True) for side in sides] + ([(sequential, False)] if sequential else [])
+    for side, batched in runs:
+        one = timed_process([train, f"tracking.uri={uri}", QUIET], folder)
+        sweep = timed_process(grid_command(side, uri, batched), folder)
+        how = "batched" if batched else "sequential (basic launcher)"
+        rows.append(
+            [
+                f"{side * side} configs, {how}",
+                f"{sweep.seconds:.1f}",
+                f"{one.seconds:.2f}",
+                f"{sweep.seconds / one.seconds:.1f}x",
+                f"{sweep.cpu / one.cpu:.1f}x",
+                f"{sweep.peak}",
+                targets.get(side, "") if batched else "",
+            ]
+        )
+    table(
+        "Batched sweeps, whole processes: a grid of learning rates x seeds (5,000 steps each) "
+        "against one default run measured beside it on the same existing store",
+        ["sweep", "seconds", "one run s", "ratio", "CPU ratio", "peak MiB", "target"],
+        rows,
+    )
+
+
+def bench_batched_fit(k: int, reps: int) -> None:
+    """A config's share of a program of k configs against its fit alone, per backend/dtype."""
+    from hydra import compose, initialize_config_dir
+
+    from gdfit import batchfit, train
+    from gdfit.paths import conf_dir
+
+    config.register()
+    rows = []
+    for backend, dtype in [("numpy", "float64"), ("tensor", "float32"), ("numpy", "float32")]:
+        with initialize_config_dir(str(conf_dir()), version_base="1.3"):
+            cfgs = [
+                compose("config", [f"backend={backend}", f"backend.dtype={dtype}",
+                                   f"optimizer.lr={(i % 16 + 1) * 2e-7:.3g}", f"train.seed={i}"])
+                for i in range(k)
+            ]  # fmt: skip
+        problems = [train.prepare(c) for c in cfgs]
+        steps = cfgs[0].train.steps
+
+        def batch(problems=problems, backend=backend, dtype=dtype, steps=steps) -> None:
+            held = batchfit.Batch(problems, steps)
+            batchfit.fit(problems, backend, dtype, "cpu", steps, 1000, [], held)
+
+        def alone(problem=problems[0]) -> None:
+            train.fit(problem, lambda start, losses, params: None, [])
+
+        together = median_seconds(reps, "cpu", batch)
+        single = median_seconds(reps, "cpu", alone)
+        form = "Gram" if batchfit.gram_form(dtype) else "residual"
+        rows.append(
+            [
+                f"{backend} {dtype} ({form} form)",
+                f"{single * 1e3:.1f}",
+                f"{together * 1e3:.0f}",
+                f"{together / k * 1e3:.2f}",
+                f"{together / k / single:.3f}",
+                "<= 1/3" if (backend, dtype) == ("numpy", "float64") else "",
+            ]
+        )
+    table(
+        f"The fit itself: one config alone against a program of {k} configs ({steps} steps)",
+        ["backend", "alone ms", f"{k} together ms", "a config's share ms", "share / alone",
+         "target"],
+        rows,
+    )  # fmt: skip
+
+
+BATCHED_SECTIONS = {
+    "Hydra composing (sweeper's check + launcher)": [
+        ("hydra/_internal/config_loader_impl.py", "load_sweep_config")
+    ],
+    "the programs (the fit)": [("gdfit/batchfit.py", "fit")],
+    "writing the children": [("gdfit/batched.py", "write")],
+    "  of which figures": [("gdfit/plots.py", "run_figures"), ("gdfit/runlog.py", "log_images")],
+    "the sweep's summary and figures": [("gdfit/sweeps.py", "finish")],
+}
+
+
+def bench_batched_breakdown(side: int, folder: Path) -> None:
+    """Where a batched sweep's seconds go, from a cProfile of the command, and how many store
+    calls each child costs (gdfit.client.Client._send is every call gdfit makes)."""
+    uri = fresh_uri(folder, "batched-profile")
+    timed_process([str(BIN / "gdfit-train"), f"tracking.uri={uri}", QUIET], folder)
+    found = profiled(grid_command(side, uri, True), folder, "batched")
+    whole = section_seconds(found, [("gdfit/cli.py", "main")])
+    rows = []
+    for name, parts in BATCHED_SECTIONS.items():
+        spent = section_seconds(found, parts)
+        rows.append([name, f"{spent:.2f}", f"{spent / whole:.0%}"])
+    rows.append(["the whole process (profiled)", f"{whole:.2f}", "100%"])
+    table(
+        f"Where a batched sweep of {side * side} configs goes, under cProfile (seconds)",
+        ["part", "seconds", "share"],
+        rows,
+    )
+    import pstats
+
+    stats = pstats.Stats(str(folder / "batched.prof")).stats  # type: ignore[attr-defined]
+    calls = sum(  # every write goes through Client._send but a run's creation
+        row[1]
+        for (path, _, f), row in stats.items()
+        if f in ("_send", "create_run") and path.endswith("gdfit/client.py")
+    )
+    console.print(
+        f"store writes gdfit made: {calls}, {calls / side**2:.1f} per child (the parent's included)"
+    )
+
+
+# ---- 4. scale ------------------------------------------------------------------------------
 
 
 def bench_scale(sizes: list[int], long_steps: int, reps: int, device: str, folder: Path) -> None:
@@ -532,7 +670,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, one repetition (CI)")
     parser.add_argument("--device", default="cpu", help="device of the torch backends")
-    parser.add_argument("--only", default="loops,processes,scale", help="comma-separated parts")
+    parser.add_argument(
+        "--only", default="loops,processes,batched,scale", help="comma-separated parts"
+    )
     args = parser.parse_args()
     parts = set(args.only.split(","))
     console.print(
@@ -558,6 +698,14 @@ def main() -> None:
             )
             bench_processes(reps=1 if args.quick else 3, sweeps=sweeps, folder=folder)
             bench_breakdown(jobs=3 if args.quick else 12, folder=folder)
+        if "batched" in parts:
+            bench_batched_processes(
+                sides=[4] if args.quick else [16, 32],
+                sequential=None if args.quick else 16,
+                folder=folder,
+            )
+            bench_batched_fit(k=16 if args.quick else 256, reps=1 if args.quick else 3)
+            bench_batched_breakdown(side=4 if args.quick else 16, folder=folder)
         if "scale" in parts:
             sizes = [10**3, 10**5] if args.quick else [10**k for k in range(3, 8)]
             bench_scale(

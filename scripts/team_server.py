@@ -36,6 +36,9 @@ BUCKET = "gdfit"
 ADMIN = "admin"
 WEED_PORTS = ("master", "volume", "filer", "s3", "admin")  # each with a gRPC port beside it
 PROGRAMS = {"postgres": b"postgres", "s3": b"weed", "mlflow": b"mlflow"}  # in each command line
+# SeaweedFS's JWT keys (security.toml's, as variables): reads and writes of the filer's HTTP
+# port, and of the volume servers' that the master hands out file ids for.
+WEED_SIGNED = ("FILER_SIGNING", "FILER_SIGNING_READ", "SIGNING", "SIGNING_READ")
 
 
 def free_port() -> int:
@@ -66,6 +69,7 @@ class Stack:
                 "db_mlflow": _token(),
                 "s3_access_key": secrets.token_hex(10),
                 "s3_secret_key": _token(),
+                "weed_jwt": _token(),
                 "flask": _token(),
                 "admin": _token(),
                 "user": _token(),
@@ -279,10 +283,19 @@ class Stack:
         self._wait_for_bucket()
 
     def s3_env(self) -> dict[str, str]:
+        """The S3 server's keys, and the signing keys without which SeaweedFS's own HTTP ports
+        (the filer's, the volume server's) serve and take any file from anyone on the machine,
+        past MLflow's login and the S3 signature: with them, only the S3 gateway and SeaweedFS's
+        own parts, which sign their requests, can read or write there."""
+        signing = self.state["secrets"]
+        if "weed_jwt" not in signing:  # a stack.json from before the keys
+            signing["weed_jwt"] = _token()
+            self.save()
         return {
             "AWS_ACCESS_KEY_ID": self.secret("s3_access_key"),
             "AWS_SECRET_ACCESS_KEY": self.secret("s3_secret_key"),
             "AWS_DEFAULT_REGION": "us-east-1",
+            **{f"WEED_JWT_{part}_KEY": self.secret("weed_jwt") for part in WEED_SIGNED},
         }
 
     def s3_client(self):

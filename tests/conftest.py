@@ -78,6 +78,30 @@ def sweep_runs(uri: str):
     return client, parent, children
 
 
+# gdfit-train (`python -c CTRL_C_AT_CHILD <gdfit-train's arguments>`) with a fault injected: a
+# SIGINT sent to itself as the store creates the sweep's second child, between create_run and
+# everything after it (the window of a Ctrl-C just after the previous job's FINISHED line).
+CTRL_C_AT_CHILD = """
+import os, signal, sys
+from gdfit import cli
+from gdfit.client import Client
+
+create, children = Client.create_run, []
+
+def create_run(self, experiment_id, start_time=None, tags=None, run_name=None):
+    created = create(self, experiment_id, start_time, tags, run_name)
+    if "mlflow.parentRunId" in (tags or {}):
+        children.append(created)
+        if len(children) == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+    return created
+
+Client.create_run = create_run
+sys.argv = ["gdfit-train", *sys.argv[1:]]
+cli.main()
+"""
+
+
 def summary_rows(client, parent, folder) -> list[dict]:
     """The rows of a sweep parent's summary.csv."""
     path = client.download_artifacts(parent.info.run_id, "summary.csv", str(folder))

@@ -5,12 +5,14 @@ import os
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 
 import numpy as np
 import pytest
 import torch
-from conftest import BIN, run_command, wait_for_curve
+from conftest import BIN, CTRL_C_AT_CHILD, run_command, sweep_runs, wait_for_curve
 from mlflow.tracking import MlflowClient
 
 from gdfit import api, readback, runlog
@@ -64,6 +66,12 @@ BAD_SETTINGS = [
     ),
     (["+train.stpes=100"], 2, "train.stpes: no such setting; did you mean train.steps"),
     (["+foo=1"], 2, "foo: no such setting; 'foo' is not one of backend, optimizer"),
+    # a quote Hydra cannot read: said without the password in the value
+    (
+        ["tracking.uri=http://alice:it's-Secr3t@127.0.0.1:5077"],
+        2,
+        'tracking.uri: cannot read the override "tracking.uri=http://***@127.0.0.1:5077": quote',
+    ),
 ]
 
 
@@ -224,3 +232,48 @@ def test_six_simultaneous_starts_on_a_fresh_store_all_succeed(tmp_path):
         assert run.info.status == "FINISHED"
         assert len(client.get_metric_history(run.info.run_id, "loss")) == 200
         assert len(client.list_artifacts(run.info.run_id)) >= 5
+
+
+def test_ctrl_c_as_a_sweeps_child_is_created_ends_it_killed_with_its_params(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    grid = ["-m", "train.seed=0,1,2", "train.steps=50", f"tracking.uri={uri}"]
+    out = run_command(None, "-c", CTRL_C_AT_CHILD, *grid, cwd=tmp_path)
+    assert out.returncode == 130, out.stderr
+    assert "Traceback" not in out.stderr
+    assert out.stderr.startswith("gdfit: error: stopped by SIGINT; run ")
+    assert "ended KILLED" in out.stderr
+    client, parent, children = sweep_runs(uri)
+    assert parent.info.status == "KILLED"
+    assert [c.info.status for c in children] == ["FINISHED", "KILLED"]
+    assert children[1].data.params["train.seed"] == "1"  # a config a resume can recognise
+
+
+def test_runs_start_while_another_thread_changes_the_environment(make_cfg, client):
+    """As MLflow's telemetry thread does: variables, one of them named like a secret, set and
+    removed all the time while runs start, their environment is filtered and a server's
+    environment is copied. Thread switches are made as frequent as Python allows."""
+    from gdfit import environment
+    from gdfit.redaction import secret_values
+
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            for name in ("_GDFIT_RACE_SESSION_ID", "GDFIT_RACE_TOKEN"):
+                os.environ[name] = "race-value-that-comes-and-goes"
+                os.environ.pop(name, None)
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    churning = threading.Thread(target=churn, daemon=True)
+    churning.start()
+    try:
+        for _ in range(300):  # the readers alone: the old items() loop failed ~1 in 10 here
+            secret_values()
+            environment.variables()
+        results = [train(make_cfg("train.steps=20", f"train.seed={i}")) for i in range(3)]
+    finally:
+        stop.set()
+        churning.join()
+        sys.setswitchinterval(interval)
+    assert [client.get_run(r.run_id).info.status for r in results] == ["FINISHED"] * 3

@@ -9,8 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BIN, run_command, summary_rows, sweep_runs, wait_for_curve
+from conftest import BIN, CTRL_C_AT_CHILD, run_command, summary_rows, sweep_runs, wait_for_curve
 from mlflow.tracking import MlflowClient
+
+from gdfit import views
 
 
 def final_loss(run) -> float:
@@ -99,6 +101,9 @@ def test_parent_holds_summary_comparison_and_best_loss(grid, tmp_path):
     assert parent.data.metrics["best_final_loss"] == min(finished)
     assert parent.data.tags["gdfit.diverged_jobs"] == "3"
     assert parent.data.tags["gdfit.failed_jobs"] == "0"
+    # the description's View link opens gdfit's view: its key is a name, not a credential
+    view = views.address(uri, parent.info.experiment_id)
+    assert "viewStateShareKey=gdfit" in view and view in parent.data.tags["mlflow.note.content"]
 
 
 def test_parent_description_ranks_the_jobs_best_first_in_aligned_columns(grid):
@@ -484,6 +489,70 @@ def test_minus_m_sweeps_with_hydras_own_basic_sweeper():
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
         cfg = compose("config", [], return_hydra_config=True)
     assert cfg.hydra.sweeper._target_ == "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
+
+
+def test_a_cut_sweep_resumes_exactly_once_and_then_ends_well_every_time(tmp_path):
+    """A sweep cut at its second child, carrying also a child with no params (what an older
+    gdfit left when Ctrl-C fell between a child's creation and its params) and a reaper's mark:
+    two resumes started together run its configs once (one refuses in one line), and each
+    later resume ends 0 without reaping its own parent."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    grid = ["-m", "train.seed=0,1,2", "train.steps=50", f"tracking.uri={uri}"]
+    cut = run_command(None, "-c", CTRL_C_AT_CHILD, *grid, cwd=tmp_path)
+    assert cut.returncode == 130, cut.stderr
+    client, parent, children = sweep_runs(uri)
+    assert [c.info.status for c in children] == ["FINISHED", "KILLED"]
+    orphan = client.create_run(
+        parent.info.experiment_id,
+        run_name=children[1].info.run_name,
+        tags={"mlflow.parentRunId": parent.info.run_id},
+    ).info.run_id
+    client.set_terminated(orphan, "KILLED")
+    client.set_tag(parent.info.run_id, "gdfit.reaped", "its process was gone")
+
+    resume = [str(BIN / "gdfit-train"), *grid, f"sweep.resume={parent.info.run_name}"]
+    both = [
+        subprocess.Popen(resume, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    outcomes = sorted(
+        (p.wait(timeout=300), p.stdout.read().decode(), p.stderr.read().decode()) for p in both
+    )
+    (code, stdout, _), (refused, _, said) = outcomes
+    assert (code, refused) == (0, 2), outcomes
+    assert "3 jobs, 0 failed" in stdout
+    assert said.count("\n") == 1 and said.startswith(
+        f"gdfit: error: sweep.resume: sweep {parent.info.run_name} is being run by another process"
+    )
+    client, after, children = sweep_runs(uri)
+    finished = [c.data.params["train.seed"] for c in children if c.info.status == "FINISHED"]
+    assert sorted(finished) == ["0", "1", "2"]  # each config run to its end once
+    assert after.info.status == "FINISHED" and "gdfit.reaped" not in after.data.tags
+    assert len(summary_rows(client, after, tmp_path / "first")) == 3
+
+    again = run_command("gdfit-train", *grid, f"sweep.resume={parent.info.run_id}", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "3 jobs, 0 failed" in again.stdout and "is gone" not in again.stderr
+    _, after, _ = sweep_runs(uri)
+    assert after.info.status == "FINISHED" and after.data.tags["gdfit.resumes"] == "2"
+    assert "gdfit.reaped" not in after.data.tags
+
+
+def test_sweeps_started_in_the_same_second_have_their_own_names(store_uri, monkeypatch):
+    from gdfit import api
+
+    monkeypatch.setattr("time.strftime", lambda *args: "20260101-000000")
+    experiment = "same-second"
+    one, two = (
+        api.sweep(tracking_uri=store_uri, experiment=experiment, steps=[20], progress="none")
+        for _ in range(2)
+    )
+    client = MlflowClient(store_uri)
+    parents = [client.get_run(runs.parent_id) for runs in (one, two)]
+    names = {p.info.run_name for p in parents}
+    assert len(names) == 2 and all(n.startswith("sweep-20260101-000000-") for n in names)
+    groups = {r.data.tags["gdfit.group"] for runs in (one, two) for r in runs.runs}
+    assert len(groups) == 2
 
 
 def test_a_large_sweeps_description_keeps_within_mlflows_limit_by_design():

@@ -5,6 +5,7 @@ the middle of a run, PostgreSQL restarted in the middle of a sweep. Every proces
 its id when the module ends, whatever happened."""
 
 import importlib.util
+import json
 import os
 import re
 import secrets
@@ -16,6 +17,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 from browser import WAIT_MS, needs_chromium, new_page, settle, shot
 from conftest import BIN, run_command
@@ -196,6 +198,31 @@ def test_anonymous_requests_are_refused(stack):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(s3, timeout=10)
     assert refused.value.code == 403
+
+
+def test_the_artifact_store_cannot_be_read_or_written_past_the_s3_gateway(stack, sweep):
+    """SeaweedFS's filer and volume ports are on loopback, where anyone on the machine reaches
+    them: an unsigned read of a run's file, an unsigned upload beside it, and a write to a file
+    id the master hands out are all refused; the bucket holds no forged file."""
+    filer = f"http://127.0.0.1:{stack.port('weed_filer')}/buckets/{team_server.BUCKET}"
+    key = next(k for k in bucket_objects(stack) if k.endswith("config.yaml"))
+    upload = (
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="c"\r\n\r\nx\r\n--b--\r\n'
+    )
+    form = {"Content-Type": "multipart/form-data; boundary=b"}
+    forged = key.rsplit("/", 1)[0] + "/forged.yaml"
+    master = f"http://127.0.0.1:{stack.port('weed_master')}/dir/assign"
+    fid = json.loads(urllib.request.urlopen(master, timeout=10).read())
+    requests = [
+        urllib.request.Request(f"{filer}/{key}"),
+        urllib.request.Request(f"{filer}/{forged}", data=upload, headers=form, method="POST"),
+        urllib.request.Request(f"http://{fid['url']}/{fid['fid']}", data=upload, headers=form),
+    ]
+    for request in requests:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 401, request.full_url
+    assert not [k for k in bucket_objects(stack) if "forged" in k]
 
 
 def test_a_wrong_password_is_one_line_in_seconds_and_creates_nothing(
@@ -384,3 +411,29 @@ def test_postgres_restarted_mid_sweep_leaves_no_run_running(stack, user_env, as_
     assert proc.returncode == (1 if failed else 0), stderr  # a sweep with a failed job exits 1
     later = [j for j in jobs if j.info.start_time > back]
     assert later and all(j.info.status == "FINISHED" for j in later)
+
+
+def test_the_sweeps_best_model_is_registered_and_served_through_the_stack(
+    stack, sweep, user_env, as_user, tmp_path
+):
+    """The registry in PostgreSQL, the model's files in the bucket, every request signed in."""
+    from test_logged_models import served
+
+    from gdfit import champion
+
+    parent, children = sweep
+    # gdfit-register as `python -m`: the command as installed, without needing a reinstall
+    out = run_command(None, "-m", "gdfit.register", parent.info.run_id, cwd=tmp_path, env=user_env)
+    assert out.returncode == 0, out.stderr
+    best = min(children, key=lambda c: c.data.metrics["final_loss"])
+    version = as_user.get_model_version_by_alias("gdfit-polynomial", "champion")
+    assert version.run_id == best.info.run_id
+    model_id = version.tags["gdfit.model_id"]
+    assert version.source == f"models:/{model_id}"  # the server resolves it in its own store
+    assert any(model_id in key and key.endswith("/MLmodel") for key in bucket_objects(stack))
+    x = [-2.0, 0.0, 0.5, 3.0]
+    want = champion.load(stack.url, model_id).predict(np.array(x)).tolist()
+    with served("models:/gdfit-polynomial@champion", user_env, tmp_path) as post:
+        assert post({"dataframe_split": {"columns": ["x"], "data": [[v] for v in x]}}) == {
+            "predictions": want
+        }

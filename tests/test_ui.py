@@ -17,7 +17,7 @@ import zlib
 from pathlib import Path
 
 import pytest
-from browser import WAIT_MS, check_gdfit_view, needs_chromium, new_page
+from browser import WAIT_MS, check_gdfit_view, needs_chromium, new_page, settle, shot
 from conftest import BIN, free_port, run_command, sweep_runs
 from mlflow.tracking import MlflowClient
 
@@ -308,3 +308,29 @@ def test_ctrl_c_while_the_server_starts_is_one_line_and_leaves_no_server(sweep_s
     assert out.read_text() == ""
     time.sleep(0.5)
     assert servers_on(port) == []
+
+
+@needs_chromium
+def test_the_models_tab_lists_the_best_runs_model_with_its_metrics(sweep_store, ui):
+    """The sweep's best job logged its fit as a model; the experiment's Models tab lists it, and
+    with the model attributes folded away (its Columns menu) final_loss and loss_gap lead."""
+    _, uri, experiment, _, children = sweep_store
+    best = min(children, key=lambda c: c.data.metrics["final_loss"])
+    (model,) = MlflowClient(uri).search_logged_models([experiment])
+    assert model.source_run_id == best.info.run_id
+    base = f"http://127.0.0.1:{ui[3]}"
+    with new_page() as page:
+        page.goto(f"{base}/#/experiments/{experiment}/models?workflowType=machine_learning")
+        page.get_by_text(best.info.run_name).first.wait_for(timeout=WAIT_MS)  # its source run
+        assert page.get_by_text(model.name, exact=True).count() == 1
+        page.get_by_role("button", name="Columns").click()
+        page.get_by_text("Model attributes").last.click()
+        page.keyboard.press("Escape")
+        page.get_by_text("loss_gap", exact=True).first.wait_for(timeout=WAIT_MS)
+        headers = page.locator(".ag-header-cell-text").all_inner_texts()
+        assert headers[:4] == ["Model name", "Created", "final_loss", "loss_gap"], headers
+        for metric in ("final_loss", "loss_gap"):
+            shown = repr(best.data.metrics[metric])
+            assert page.get_by_text(shown, exact=True).count() == 1, (metric, shown)
+        settle(page)
+        shot(page, "gdfit-ui-models-tab")

@@ -249,3 +249,127 @@ def test_gdfit_send_takes_only_this_users_finished_folders(tmp_path, monkeypatch
     private = outbox.places(uri)[-1]
     assert private.name == f"gdfit-unsent-{os.getuid()}"
     assert outbox.usable(private) and private.stat().st_mode & 0o077 == 0
+
+
+@pytest.fixture
+def kept(tmp_path, monkeypatch):
+    """A run's end kept on disk as a store that refused it leaves it: (store, run id, folder)."""
+    from mlflow.entities import Metric
+
+    from gdfit import outbox
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("kept")).info.run_id
+    files = tmp_path / "staged"
+    files.mkdir()
+    (files / "config.yaml").write_text("train:\n  steps: 3\n")
+    metrics = [Metric("loss", 1.5, 1, 0), Metric("final_loss", 1.5, 1, 0)]
+    folder = outbox.keep(uri, run_id, "run", "FINISHED", "why", metrics, {"a": "b"}, files)
+    return uri, run_id, folder
+
+
+TAMPERED = [
+    # (what is changed in unsent.json, what the one line says)
+    ({"metrics": [["loss", 1.5, 1]]}, "a metric must be [key, value, timestamp, step]"),
+    ({"metrics": None}, "metrics must be a list (got null)"),
+    ({"metrics": [["loss", "1.5", 1, 0]]}, "a metric must be [key, value, timestamp, step]"),
+    ({"tags": ["a", "b"]}, "tags must be an object of texts"),
+    ({"tags": {"a[0]": "b"}}, "tag 'a[0]' must be a key with a text value"),
+    ({"store": None}, "store must be text (got None)"),
+    ({"status": None}, "status must be one of FINISHED, FAILED, KILLED (got None)"),
+    ({"run_id": "../../../etc"}, "run_id must be an MLflow run id, 32 hex digits"),
+    ({"end_time": "yesterday"}, "end_time must be milliseconds since 1970 (got 'yesterday')"),
+    ({"marks": "gdfit.unsent"}, "marks must be a list of tag keys"),
+]
+
+
+@pytest.mark.parametrize(("change", "says"), TAMPERED, ids=lambda v: str(v)[:40])
+def test_a_tampered_folder_is_refused_in_one_line_before_anything_is_sent(kept, change, says):
+    import json
+
+    from gdfit import outbox
+
+    uri, run_id, folder = kept
+    record = outbox.read(folder) | change
+    (folder / outbox.FILE).write_text(json.dumps(record))
+    done = run_command("gdfit-send", str(folder), "--tracking-uri", uri, cwd=folder.parent)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        f"gdfit-send: error: {folder} is not a folder gdfit kept unsent data in: {says}"
+        + done.stderr.partition(says)[2]
+    )
+    assert done.stderr.count("\n") == 1 and "retry" not in done.stderr
+    client = MlflowClient(uri)
+    assert client.list_artifacts(run_id) == [] and client.get_run(run_id).info.status == "RUNNING"
+    assert folder.exists()
+
+
+def test_a_link_in_a_kept_folder_is_not_followed(kept, tmp_path):
+    uri, run_id, folder = kept
+    (tmp_path / "private").write_text("not for the store")
+    (folder / "files" / "extra.txt").symlink_to(tmp_path / "private")
+    done = run_command("gdfit-send", str(folder), "--tracking-uri", uri, cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "files/extra.txt is not a plain file" in done.stderr
+    assert MlflowClient(uri).list_artifacts(run_id) == []
+
+
+def test_one_folder_is_sent_by_one_gdfit_send_at_a_time(kept, tmp_path):
+    from filelock import FileLock
+
+    uri, run_id, folder = kept
+    with FileLock(str(folder.parent / f".{folder.name}.sending")):  # a send under way
+        busy = run_command("gdfit-send", str(folder), "--tracking-uri", uri, cwd=tmp_path)
+    assert busy.returncode == 1
+    assert (
+        busy.stderr
+        == f"gdfit-send: error: {folder} is being sent by another gdfit-send: left to it\n"
+    )
+    assert folder.exists()
+
+    both = [
+        subprocess.Popen(
+            [str(BIN / "gdfit-send"), str(folder), "--tracking-uri", uri],
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outcomes = [(p.wait(timeout=120), p.stdout.read(), p.stderr.read()) for p in both]
+    assert sum(f"sent run {run_id}" in out for _, out, _ in outcomes) == 1, outcomes
+    assert sorted(code for code, _, _ in outcomes) in ([0, 1], [0, 2]), outcomes  # busy, or gone
+    for _, _, err in outcomes:
+        assert "Traceback" not in err and err.count("\n") <= 1, outcomes
+    assert MlflowClient(uri).get_run(run_id).info.status == "FINISHED"
+    assert not folder.exists()
+
+
+def test_a_server_whose_artifact_store_fails_is_said_to_fail_at_that_and_nothing_else(tmp_path):
+    """The server answers, but every file upload gets HTTP 500 (its artifact store is away, as
+    S3 in an outage): the lines say the files could not be stored, never that the server is
+    back or gave no answer, and the run's end is kept until gdfit-send."""
+    env = {"HOME": str(tmp_path / "home"), "XDG_STATE_HOME": "", "GDFIT_SERVER_WAIT": "3"}
+    folder = tmp_path / "server"
+    folder.mkdir()
+    (folder / "artifacts").write_text("")  # where the server puts files: not a folder
+    with mlflow_server(folder) as (url, _):
+        done = run_command(
+            "gdfit-train", "train.steps=300", f"tracking.uri={url}", cwd=tmp_path, env=env
+        )
+        assert done.returncode == 1
+        line = one_error_line(done.stderr)
+        assert f"cannot use the MLflow store at {url}: no file stored for 3 s (HTTP 500" in line
+        warned = f"gdfit: warning: the MLflow server at {url} cannot store files (HTTP 500"
+        assert done.stderr.startswith(warned), done.stderr
+        for untrue in ("is back", "no answer", "is unavailable"):
+            assert untrue not in done.stderr, done.stderr
+        kept = kept_folder(line)
+        (folder / "artifacts").unlink()
+        (folder / "artifacts").mkdir()
+        sent = run_command("gdfit-send", str(kept), "--tracking-uri", url, cwd=tmp_path, env=env)
+        assert sent.returncode == 0, sent.stderr
+        run = MlflowClient(url).get_run(kept.name)
+        assert run.info.status == "FINISHED" and "gdfit.unsent" not in run.data.tags

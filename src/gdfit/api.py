@@ -29,11 +29,13 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from gdfit import batched as batching
 from gdfit import config, models, registry, train
 from gdfit.config import hydra_value, refuse_group_lists
 from gdfit.console import PROGRESS
 from gdfit.errors import ConfigError, GdfitError, UsageError, hydra_message
 from gdfit.paths import conf_dir
+from gdfit.redaction import redact_data
 from gdfit.results import Fit, Runs
 
 __all__ = ["KEYWORDS", "Fit", "Runs", "compose", "fit", "runs", "sweep"]
@@ -86,10 +88,23 @@ def _checked(cfg: DictConfig) -> DictConfig:
     choices = dict(cfg.hydra.runtime.choices)
     with open_dict(cfg):
         del cfg["hydra"]
-    config.check_composed(cfg, choices)
+    return _checked_task(cfg, {"hydra": {"runtime": {"choices": choices}}})
+
+
+def _checked_task(cfg: DictConfig, composed: Any) -> DictConfig:
+    """`cfg` (without its hydra node) checked as gdfit-train checks it; `composed`: a config
+    of its shape with the hydra node (config.compose_many)."""
+    config.check_composed(cfg, composed["hydra"]["runtime"]["choices"])
     config.validate(cfg)
     models.given_start(models.build(cfg.model), cfg.model.init)  # train.prepare checks it too
     return cfg
+
+
+def _run_batched(cfgs: list[DictConfig], jobs: list[list[str]], memory_mb: float) -> None:
+    """The jobs of `cfgs` that can share a program, fitted group by group (gdfit.batched)."""
+    groups, _ = batching.plan(cfgs)
+    for group in groups:
+        batching.run([cfgs[i] for i in group], [jobs[i] for i in group], memory_mb)
 
 
 def _refuse_hydra_settings(strings: list[str]) -> None:
@@ -194,7 +209,13 @@ def fit(*settings: str, progress: str = "bar", **keywords) -> Fit:
     return train.train(cfg, overrides=strings, progress=progress)
 
 
-def sweep(*settings: str, progress: str = "bar", **keywords) -> Runs:
+def sweep(
+    *settings: str,
+    progress: str = "bar",
+    batched: bool = False,
+    memory_mb: float = batching.MEMORY_MB,
+    **keywords,
+) -> Runs:
     """Run every combination of the values given as lists, as `gdfit-train -m` does: one MLflow
     parent run with a child run per job, summarised on the parent as -m's is (its description,
     summary.csv, comparison.png, final_loss_vs_<setting>.png, best_final_loss).
@@ -209,6 +230,9 @@ def sweep(*settings: str, progress: str = "bar", **keywords) -> Runs:
     says why, is listed FAILED, and the others go on; "sweep.resume=<parent>" resumes a sweep
     as -m does. A preset that is a sweep ("experiment=compare_backends") runs its jobs too;
     Optuna's search (hparams_search=...) and hydra/ launchers stay with gdfit-train.
+    `batched=True` fits the jobs that can share one program together, as gdfit-train's
+    `hydra/launcher=batched` does (each still its own child run; one line per job, no bar),
+    within `memory_mb` per program as its `hydra.launcher.memory_mb`.
     Returns the jobs as Runs, oldest first.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -234,20 +258,25 @@ def sweep(*settings: str, progress: str = "bar", **keywords) -> Runs:
         jobs = config.grid([f"{k}={v}" for k, v in params.items()] + strings)
     except (HydraException, OmegaConfBaseException) as error:
         raise ConfigError.from_line(hydra_message(error)) from error
-    cfgs = [compose(*job) for job in jobs]
+    composed = config.compose_many(jobs, _with_hydra)
+    cfgs = [_checked_task(task, shape) for task, shape in composed]
     stores = {(resolve_uri(c.tracking.uri), c.tracking.experiment) for c in cfgs}
     if len(stores) > 1:
         raise ConfigError("tracking", "one sweep logs to one store and experiment; sweep each")
     ((uri, experiment),) = stores
     lifecycle = sweeps.Sweep()
-    lifecycle.sweep_yaml = OmegaConf.to_yaml({"gdfit.sweep": strings, "jobs": jobs})
+    lifecycle.sweep_yaml = OmegaConf.to_yaml(redact_data({"gdfit.sweep": strings, "jobs": jobs}))
     handed = lifecycle.open(
         uri, experiment, strings, "BasicSweeper", "gdfit.sweep", len(jobs), cfgs[0].sweep.resume
     )
     status = "FAILED"
     try:
         with _environment(handed):  # where each job's run finds its parent, as -m's jobs do
+            if batched:
+                _run_batched(cfgs, jobs, memory_mb)
             for job, cfg in zip(jobs, cfgs, strict=True):
+                if batched and batching.why_alone(cfg) is None:
+                    continue
 
                 def fit_one(opened: Any, job: list[str] = job, cfg: DictConfig = cfg) -> float:
                     result = train.train(cfg, overrides=job, progress=progress, opened=opened)

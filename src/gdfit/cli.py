@@ -28,6 +28,7 @@ from gdfit.errors import (
     reported_errors,
 )
 from gdfit.paths import conf_dir
+from gdfit.redaction import redact_data
 
 
 def version_line() -> str:
@@ -224,7 +225,8 @@ class MlflowSweep(Callback):
             for key, value in handed.items():
                 line = f"++hydra.job.env_set.{key}={hydra_value(str(value))}"
                 config.hydra.overrides.hydra.append(line)
-        self.sweep.sweep_yaml = OmegaConf.to_yaml(config)
+        # filtered before it is YAML, which folds a long value with spaces across lines
+        self.sweep.sweep_yaml = OmegaConf.to_yaml(redact_data(OmegaConf.to_container(config)))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from gdfit import sweeps

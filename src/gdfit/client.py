@@ -123,51 +123,69 @@ class Client(MlflowClient):
     server was found away less than RETRY_PAUSE * 5 seconds ago (the loss curve's periodic flush:
     training goes on and its points are kept for the next flush). `create_run` is not
     retried (a lost answer would leave a second run): it fails at once.
+
+    Files are one part and the rest another: a server whose artifact store fails (S3 away)
+    still takes points and tags, so each part is said to be away, and back, on its own.
     """
 
     def __init__(self, uri: str):
         super().__init__(uri)
         self.uri = uri
-        self.away_since: float | None = None  # monotonic time the server stopped answering
+        self.away: dict[str, float] = {}  # part ("server", "files") -> monotonic time it failed
         self.wait = server_wait()
-        self.last_try = 0.0
+        self.last_try: dict[str, float] = {}
 
-    def _send(self, call, *args, wait: bool = True, **kwargs):
+    @property
+    def away_since(self) -> float | None:
+        """When the server stopped answering gdfit's writes other than files; None: it answers."""
+        return self.away.get(SERVER)
+
+    def _send(self, call, *args, wait: bool = True, part: str = "server", **kwargs):
         while True:
-            if not wait and self.away_since and time.monotonic() - self.last_try < 5 * RETRY_PAUSE:
+            since = self.away.get(part)
+            if not wait and since and time.monotonic() - self.last_try[part] < 5 * RETRY_PAUSE:
                 raise ServerAway(self.uri)
-            self.last_try = time.monotonic()
+            self.last_try[part] = time.monotonic()
             try:
                 result = call(*args, **kwargs)
             except Exception as error:
                 if not is_outage(error):
                     raise store_error(self.uri, error) from error
-                self._away(error)
+                self._away(error, part)
                 if not wait:
                     raise ServerAway(self.uri) from error
-                away = self.away_since or time.monotonic()
-                if time.monotonic() - away > self.wait:
+                if time.monotonic() - self.away[part] > self.wait:
                     raise TrackingError(
-                        f"cannot use the MLflow store at {redact(self.uri)}: no answer for "
-                        f"{self.wait:g} s ({reason(error)})"
+                        f"cannot use the MLflow store at {redact(self.uri)}: "
+                        f"{_failing(part, error)} for {self.wait:g} s ({reason(error)})"
                     ) from error
                 time.sleep(RETRY_PAUSE)
                 continue
-            if self.away_since is not None:
-                _say(f"gdfit: the MLflow server at {redact(self.uri)} is back")
-                self.away_since = None
+            if self.away.pop(part, None) is not None:
+                back = "is back" if part == SERVER else "stores files again"
+                _say(f"gdfit: the MLflow server at {redact(self.uri)} {back}")
             return result
 
-    def _away(self, error: BaseException) -> None:
-        if self.away_since is None:
-            self.away_since = time.monotonic()
+    def _away(self, error: BaseException, part: str) -> None:
+        if part not in self.away:
+            self.away[part] = time.monotonic()
+            state, keeping = ("is unavailable", "data")
+            if part == FILES:
+                state, keeping = "cannot store files", "files"
             _say(
-                f"gdfit: warning: the MLflow server at {redact(self.uri)} is unavailable "
-                f"({reason(error)}); keeping the run's data and trying again for up to "
+                f"gdfit: warning: the MLflow server at {redact(self.uri)} {state} "
+                f"({reason(error)}); keeping the run's {keeping} and trying again for up to "
                 f"{self.wait:g} s"
             )
 
-    # Every write gdfit makes, redacted. Keys are gdfit's own names and stay as they are.
+    # Every write gdfit makes, redacted. Keys are gdfit's own names and stay as they are; an
+    # experiment's name is the user's, filtered when it is made and when it is looked up.
+
+    def create_experiment(self, name, artifact_location=None, tags=None):
+        return super().create_experiment(redact(name), artifact_location, redact_data(tags))
+
+    def get_experiment_by_name(self, name):
+        return super().get_experiment_by_name(redact(name))
 
     def create_run(self, experiment_id, start_time=None, tags=None, run_name=None):
         with reading(self.uri):
@@ -191,19 +209,33 @@ class Client(MlflowClient):
         return super().set_experiment_tag(experiment_id, key, redact(str(value)))
 
     def log_text(self, run_id, text, artifact_file):
-        return self._send(super().log_text, run_id, redact(text), artifact_file)
+        return self._send(super().log_text, run_id, redact(text), artifact_file, part=FILES)
 
     def log_dict(self, run_id, dictionary, artifact_file):
-        return self._send(super().log_dict, run_id, redact_data(dictionary), artifact_file)
+        send = super().log_dict
+        return self._send(send, run_id, redact_data(dictionary), artifact_file, part=FILES)
 
     def log_artifacts(self, run_id, local_dir, artifact_path=None):
-        return self._send(super().log_artifacts, run_id, local_dir, artifact_path)
+        return self._send(super().log_artifacts, run_id, local_dir, artifact_path, part=FILES)
 
     def delete_tag(self, run_id, key):
         return self._send(super().delete_tag, run_id, key)
 
     def set_terminated(self, run_id, status=None, end_time=None):
         return self._send(super().set_terminated, run_id, status, end_time)
+
+
+SERVER, FILES = "server", "files"  # the parts of a store that fail apart (Client.away)
+
+
+def _failing(part: str, error: BaseException) -> str:
+    """How a part failed, for the line that gives up: no file stored, no answer, or only
+    errors (the server answered, with 5xx)."""
+    if part == FILES:
+        return "no file stored"
+    return (
+        "only errors" if re.search(r"too many \d{3} error responses", str(error)) else "no answer"
+    )
 
 
 def server_wait() -> float:

@@ -13,6 +13,7 @@ lengths, combinations) before any run is created.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import itertools
 import math
@@ -20,13 +21,13 @@ import numbers
 import os
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf, open_dict, read_write
 
 from gdfit import registry
 from gdfit.devices import DEVICES
@@ -89,6 +90,11 @@ class TrackingConfig:
     # single run or of a sweep up to FIGURES_AUTO_MOST jobs; above, the sweep's best
     # FIGURES_AUTO_BEST runs, drawn at its end from what the store holds)
     figures: str = "auto"
+    # the fit as an MLflow model (gdfit.fitted) with its run; a sweep: its best run's, at its end
+    log_model: bool = True
+    # at the end, register that model as a new version of gdfit-<model>; the alias champion
+    # moves to it when it beats the champion's final_loss on the same data (gdfit-register)
+    register: bool = False
 
 
 @dataclass
@@ -357,3 +363,68 @@ def grid(lines: list[str]) -> list[list[str]]:
         else:
             raise HydraException(f"a grid cannot sweep {o.input_line}: give the values one by one")
     return [list(job) for job in itertools.product(*values.values())]
+
+
+def compose_many(
+    jobs: list[list[str]], compose: Callable[[list[str]], DictConfig]
+) -> list[tuple[DictConfig, DictConfig]]:
+    """The configs of many jobs of a sweep, each a list of overrides, without composing every
+    one: (the job's config, resolved, without its `hydra` node; the config `compose` gave for
+    the first job of its shape, `hydra` node included).
+
+    Jobs of one shape differ only in the values of plain settings (`optimizer.lr=...`, not a
+    group, a `+`, `~` or `hydra.` override). `compose` (Hydra's composition of one job) builds
+    the first two jobs of each shape; when the second equals the first with its values set,
+    the shape's other jobs are built that way (~1 ms instead of Hydra's ~0.1 s), else each is
+    composed too."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    shapes: dict[tuple, tuple[DictConfig, DictConfig, bool | None]] = {}
+    out = []
+    for job in jobs:
+        parsed = parser.parse_overrides(job)
+        plain = [o for o in parsed if _plain(o)]
+        shape = tuple(o.input_line if not _plain(o) else o.key_or_group for o in parsed)
+        if shape not in shapes:
+            first = compose(job)
+            shapes[shape] = (first, _without_hydra(first), None)
+            out.append((_resolved(shapes[shape][1]), first))
+            continue
+        first, base, trusted = shapes[shape]
+        if trusted:
+            out.append((_with_values(base, plain), first))
+            continue
+        composed = _resolved(_without_hydra(compose(job)))
+        if trusted is None:  # the shape's second job: does setting values give Hydra's config?
+            same = _with_values(base, plain)
+            trusted = OmegaConf.to_container(same) == OmegaConf.to_container(composed)
+            shapes[shape] = (first, base, trusted)
+        out.append((composed, first))
+    return out
+
+
+def _plain(override) -> bool:
+    key = override.key_or_group
+    changes = not (override.is_add() or override.is_delete() or override.is_force_add())
+    return changes and override.package is None and "." in key and not key.startswith("hydra.")
+
+
+def _without_hydra(composed: DictConfig) -> DictConfig:
+    task = copy.deepcopy(composed)
+    with read_write(task), open_dict(task):
+        task.pop("hydra", None)
+    return task
+
+
+def _resolved(task: DictConfig) -> DictConfig:
+    OmegaConf.resolve(task)
+    return task
+
+
+def _with_values(base: DictConfig, overrides: list) -> DictConfig:
+    """A copy of `base` with the values of `overrides` set, resolved."""
+    task = copy.deepcopy(base)
+    for o in overrides:
+        OmegaConf.update(task, o.key_or_group, o.value(), merge=True)
+    return _resolved(task)

@@ -5,6 +5,7 @@ might not match. Versions come from package metadata, so the numpy backend still
 imports torch.
 """
 
+import os
 import platform
 import subprocess
 import sys
@@ -20,6 +21,14 @@ try:
     VERSION = version("gdfit")  # gdfit's own, as `gdfit.__version__` gives it
 except PackageNotFoundError:  # running from a source tree that was never installed
     VERSION = "0.0.0+source"
+
+
+def variables() -> dict[str, str]:
+    """This process's environment variables, copied so that no other thread can break the copy:
+    MLflow's telemetry thread sets and removes one while a run starts, and `dict(os.environ)`,
+    `{**os.environ}` or `.items()` then meet a name whose value is gone (KeyError)."""
+    values = {name: os.environ.get(name) for name in list(os.environ)}
+    return {name: value for name, value in values.items() if value is not None}
 
 
 def _git(*args: str, cwd: Path) -> str | None:

@@ -82,9 +82,16 @@ _TYPE_NAMES = {"Integer": "an integer", "Float": "a number", "Boolean": "true or
 
 def hydra_message(error: Exception) -> str:
     """One line for a Hydra or OmegaConf error: the dotted key and what it accepts."""
-    from hydra.errors import MissingConfigException
+    from hydra.errors import MissingConfigException, OverrideParseException
     from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
+    if isinstance(error, OverrideParseException):  # a quote or a space in a value, unquoted
+        name = error.override.partition("=")[0]
+        return (
+            f"{name}: cannot read the override {error.override!r}: quote a value that holds a "
+            f"quote, space or bracket ({name}=\"it's\", or '...' around a \"), or put \\ before "
+            "the character"
+        )
     if isinstance(error, MissingConfigException) and error.options:
         group, _, option = (error.missing_cfg_file or "").rpartition("/")
         return f"{group}={option}: unknown option; choose one of {', '.join(error.options)}"

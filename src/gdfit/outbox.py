@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from gdfit.errors import TrackingError
+from gdfit.errors import TrackingError, UsageError
 from gdfit.redaction import redact
 from gdfit.store import resolve_uri, sqlite_path
 
@@ -110,6 +111,81 @@ def keep(
 
 def read(folder: Path) -> dict:
     return json.loads((folder / FILE).read_text(encoding="utf-8"))
+
+
+STATUSES = ("FINISHED", "FAILED", "KILLED")  # how a run can end
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
+_KEY = re.compile(r"[/\w.\- :]{1,250}")  # what MLflow takes as a metric or tag key
+
+
+def checked(folder: Path) -> dict:
+    """The record of kept folder `folder`, every part of it checked before anything is sent:
+    UsageError naming the first thing that is not as `keep` writes it (a folder changed by
+    hand, or not gdfit's)."""
+
+    def wrong(what: str) -> NoReturn:
+        raise UsageError(f"{folder} is not a folder gdfit kept unsent data in: {what}")
+
+    try:
+        record = read(folder)
+    except OSError as error:
+        wrong(f"{FILE}: {error.strerror}")
+    except ValueError as error:
+        wrong(f"{FILE} is not JSON ({error})")
+    if not isinstance(record, dict):
+        wrong(f"{FILE} holds no object")
+    text = {"store": record.get("store"), "run_name": record.get("run_name")}
+    text["why"] = record.get("why")
+    for key, value in text.items():
+        if not isinstance(value, str) or (key == "store" and not value):
+            wrong(f"{key} must be text (got {value!r})")
+    if not isinstance(record.get("run_id"), str) or not _RUN_ID.fullmatch(record["run_id"]):
+        wrong(f"run_id must be an MLflow run id, 32 hex digits (got {record.get('run_id')!r})")
+    if record.get("status") not in STATUSES:
+        wrong(f"status must be one of {', '.join(STATUSES)} (got {record.get('status')!r})")
+    if not _is_int(record.get("end_time")) or record["end_time"] <= 0:
+        wrong(f"end_time must be milliseconds since 1970 (got {record.get('end_time')!r})")
+    metrics = record.get("metrics")
+    if not isinstance(metrics, list):
+        wrong(f"metrics must be a list (got {_shown(metrics)})")
+    for metric in metrics:
+        if not (isinstance(metric, list) and len(metric) == 4 and _is_key(metric[0])):
+            wrong(f"a metric must be [key, value, timestamp, step] (got {_shown(metric)})")
+        if not (_is_number(metric[1]) and _is_int(metric[2]) and _is_int(metric[3])):
+            wrong(f"a metric must be [key, value, timestamp, step] (got {_shown(metric)})")
+    tags = record.get("tags")
+    if not isinstance(tags, dict):
+        wrong(f"tags must be an object of texts (got {_shown(tags)})")
+    for key, value in tags.items():
+        if not _is_key(key) or not isinstance(value, str):
+            wrong(f"tag {key!r} must be a key with a text value (got {_shown(value)})")
+    marks = record.get("marks", [])
+    if not isinstance(marks, list) or not all(_is_key(m) for m in marks):
+        wrong(f"marks must be a list of tag keys (got {_shown(marks)})")
+    files = folder / "files"
+    if files.is_symlink() or (files.exists() and not files.is_dir()):
+        wrong("files must be a folder")
+    for path in files.rglob("*") if files.is_dir() else ():
+        if path.is_symlink() or not (path.is_file() or path.is_dir()):
+            wrong(f"{path.relative_to(folder)} is not a plain file")
+    return record
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_key(value: Any) -> bool:
+    return isinstance(value, str) and _KEY.fullmatch(value) is not None
+
+
+def _shown(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def summary_of(folder: Path, record: dict) -> str:

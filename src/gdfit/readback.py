@@ -19,6 +19,7 @@ import numpy as np
 
 from gdfit.client import Client, connect, is_outage, reading, store_error
 from gdfit.errors import TrackingError, UsageError
+from gdfit.redaction import redact
 from gdfit.runlog import CURVE_FILE, DIVERGED_TAG
 from gdfit.store import experiment_names, reap_lost
 
@@ -126,7 +127,7 @@ def select(
 
     if experiment is not None:
         names = experiment_names(uri)
-        if experiment not in names:
+        if redact(experiment) not in names:  # stored as the filter left it
             raise UsageError(
                 f"no experiment {experiment!r} in {uri}; "
                 f"experiments there: {', '.join(names) or 'none'}"
@@ -187,6 +188,7 @@ def saved_curve(uri: str, run_id: str, artifact_uri: str | None = None) -> Curve
         repo = get_artifact_repository(artifact_uri, tracking_uri=uri)
         if not any(f.path == CURVE_FILE for f in repo.list_artifacts()):
             return None
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         with tempfile.TemporaryDirectory() as folder:
             try:
                 path = repo.download_artifacts(CURVE_FILE, folder)

@@ -2,9 +2,20 @@
 
 Two kinds of secret are masked as `***`:
 - what a URI carries: its userinfo (`http://alice:pw@host` -> `http://***@host`) and the values
-  of query parameters named like a credential (`?token=...`, `?sslpassword=...`);
+  of query parameters named like a credential (`?token=...`, `?sslpassword=...`, `?pwd=...`);
 - the value of any environment variable whose name contains PASSWORD, SECRET, TOKEN or KEY
   (`MLFLOW_TRACKING_PASSWORD`, `AWS_SECRET_ACCESS_KEY`, ...), wherever it appears.
+
+A password may hold any character, `'`, `/`, `#`, `@`, `?` and spaces included, typed raw or
+escaped by a shell, YAML, JSON or Hydra. So the userinfo of a URI is everything from its
+`scheme://` to the last `@` on that line that a host follows, before another URI begins: where
+a URI ends is unsure, so more is masked rather than less (`http://host/x by bob@example.org`
+loses `host/x by bob`).
+
+A query parameter is a credential when a word of its name says so (`token`, `password`, `pwd`,
+`secret`, `sig`, `signature`, `credential`, `auth`, ...), or when its name ends in a key that
+opens something (`key`, `apiKey`, `access_key`, `subscription-key`); the name of a key is not a
+credential (`viewStateShareKey=gdfit`, `sortKey=...` stay as they are).
 
 Values of such variables that cannot be a credential are left alone so that they do not mask
 ordinary text: shorter than 4 characters, a number, or a word like `true`
@@ -16,30 +27,61 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 MASK = "***"
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|KEY", re.IGNORECASE)
 _NOT_SECRET = {"true", "false", "yes", "no", "on", "off", "none", "null"}
-# scheme://userinfo@ up to the netloc's last @, as URL parsers split it (`u:p@ss@host`);
-# Hydra escapes colons in the overrides it prints (`http\://u\:p@host`).
-_USERINFO = re.compile(r"\b([a-z][a-z0-9+.-]*\\?://)[^/?#\s'\"]+@", re.IGNORECASE)
-_QUERY_SECRET = re.compile(
-    r"([?&;][^=&#\s'\"]*(?:pass|secret|token|key|auth|sig|cred)[^=&#\s'\"]*=)[^&#\s'\"]+",
-    re.IGNORECASE,
+# scheme:// (Hydra escapes it `http\://`), then up to the line's last @ that a host follows
+# before the next URI's scheme://.
+_USERINFO = re.compile(
+    r"\b([a-z][a-z0-9+.-]*\\?://)(?:(?!\\?://)[^\n])*@(?=[\w\[%-])", re.IGNORECASE
 )
+# name=value after ? & or ; the value up to & # or a space, less the quotes, brackets and
+# commas that close the text around it (`'...?token=x'`, `["...?token=x", ...]`)
+_QUERY = re.compile(r"([?&;])([^=&#?;\s'\"]+)=([^&#\s]*[^&#\s'\")\]},;])")
+# Words of a parameter's name that make its value a credential: anywhere in a word ...
+_SECRET_PART = re.compile(r"passw|secret|token|credential|signature|apikey|jwt")
+# ... or as a whole word; and a key that opens something, not the name of one.
+_SECRET_WORDS = {"pass", "pwd", "pw", "sig", "auth", "authorization", "session", "sas"}
+_KEY_OPENS = {"api", "access", "secret", "private", "signing", "subscription", "auth", "account"}
+_KEY_OPENS |= {"client", "master", "encryption", "license", "sas"}
+
+
+def is_credential_name(name: str) -> bool:
+    """Whether a query parameter called `name` carries a credential: `token`, `sslpassword`,
+    `X-Amz-Signature`, `key`, `api_key`; not `viewStateShareKey` or `page`."""
+    name = name.replace("\\", "")  # as Hydra prints it: `pwd\\=...`
+    spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name)  # viewStateShareKey -> view State ...
+    words = [w for w in re.split(r"[\s_.\-]+", spaced.lower()) if w]
+    if not words:
+        return False
+    if any(_SECRET_PART.search(w) or w in _SECRET_WORDS for w in words):
+        return True
+    if words[-1] not in ("key", "keys"):
+        return False
+    return len(words) == 1 or words[-2] in _KEY_OPENS
+
+
+def _mask_query(found: re.Match) -> str:
+    lead, name, value = found.groups()
+    return f"{lead}{name}={MASK}" if is_credential_name(name) else found[0]
 
 
 def public_uri(uri: str) -> str:
     """`uri` with any user:password@ part and its query string removed: an address fit to
-    print, store or build other addresses on (the UI's)."""
-    parts = urlsplit(uri)
-    if parts.username is None and parts.password is None and not parts.query:
-        return uri
-    host = parts.hostname or ""
-    host = f"[{host}]" if ":" in host else host  # an IPv6 literal keeps its brackets
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", parts.fragment))
+    print, store or build other addresses on (the UI's). The userinfo is what `redact` masks,
+    whatever its characters."""
+    found = _USERINFO.match(uri)
+    if found:
+        uri = found[1] + uri[found.end() :]
+    head, hash_, fragment = uri.partition("#")
+    return head.partition("?")[0] + hash_ + fragment
+
+
+def has_userinfo(uri: str) -> bool:
+    """Whether `uri` holds a user name or password, as `redact` sees one (whatever its
+    characters; a parser may cut it short at a raw `/`, `#`, `?` or space)."""
+    return _USERINFO.match(uri) is not None
 
 
 def is_public(uri: str) -> bool:
@@ -71,8 +113,8 @@ def _could_be_secret(value: str) -> bool:
 def redact(text: str, secrets: list[str] | None = None) -> str:
     """`text` with URI credentials and credential-variable values replaced by `***`.
     `secrets`: `secret_values()`, when the caller has them already."""
+    text = _QUERY.sub(_mask_query, text)  # first: a raw @ in a value is not a userinfo's end
     text = _USERINFO.sub(rf"\1{MASK}@", text)
-    text = _QUERY_SECRET.sub(rf"\1{MASK}", text)
     for value in secret_values() if secrets is None else secrets:
         text = text.replace(value, MASK)
     return text

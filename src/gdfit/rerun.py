@@ -7,6 +7,9 @@
   gdfit-rerun sweep-20261127-101500        a sweep's parent: rerun each of its jobs
 
 RUN is a run id, a unique prefix of one or a run name (the newest run of that name).
+A run fitted in a batch (hydra/launcher=batched, tag gdfit.batch) is rerun alone; without
+--rtol it is judged against the batched tolerance (gdfit.batchfit.TOLERANCE).
+
 Exit codes: 0 identical (or within --rtol), 1 different, 2 cannot rerun; for a sweep, the
 worst of its jobs.
 """
@@ -21,7 +24,8 @@ import yaml
 from mlflow.entities import RunTag
 from omegaconf import DictConfig, OmegaConf
 
-from gdfit import api, config, readback, train
+from gdfit import api, batchfit, champion, config, data, readback, train
+from gdfit.batched import BATCH_TAG
 from gdfit.client import connect, reading
 from gdfit.errors import Diverged, GdfitError, TrackingError, reported_errors
 from gdfit.notes import NOTE_TAG
@@ -203,19 +207,31 @@ def rerun_one(uri: str, original, args: argparse.Namespace) -> tuple[int, str, s
             curve = readback.loss_curve(store, new_id)
             new = (curve.steps.tolist(), curve.losses, np.array([]))
         with reading(store):
-            tags = connect(store).get_run(new_id).data.tags
+            rerun_run = connect(store).get_run(new_id)
+        tags = rerun_run.data.tags
         for line in version_warnings(original.data.tags, tags):
             print(f"gdfit-rerun: warning: {line}", file=sys.stderr)
         if whole is None:
             new = at_steps(new, old[0])
-        outcome, details = verdict(old, new, args.rtol)
+        rtol, batch = args.rtol, original.data.tags.get(BATCH_TAG)
+        if batch and rtol is None:  # fitted in a batch: not bitwise the sequential fit
+            rtol = batchfit.TOLERANCE[cfg.backend.dtype]
+        outcome, details = verdict(old, new, rtol)
         was = original.data.tags.get("gdfit.diverged_at_step")
         if diverged is not None or was is not None:
             details += (
                 f"; the original diverged at step {was or '-'}, the rerun at step "
                 f"{diverged if diverged is not None else '-'}"
             )
-        shown = f"within rtol={args.rtol:g}" if outcome == "within rtol" else outcome
+        same_model = compare_models(uri, original, store, rerun_run, logged, rtol)
+        if same_model is not None:
+            agrees, said = same_model
+            details += f"; {said}"
+            if not agrees:
+                outcome = "different"
+        shown = f"within rtol={rtol:g}" if outcome == "within rtol" else outcome
+        if batch and args.rtol is None and outcome == "within rtol":
+            shown = f"within the batched tolerance rtol={rtol:g} (fitted in a batch of {batch})"
         if args.check:
             line = f"check of {run_id}: {shown}: {details} (ran in a scratch store; nothing logged)"
         else:
@@ -223,6 +239,28 @@ def rerun_one(uri: str, original, args: argparse.Namespace) -> tuple[int, str, s
             verdict_said = f"{shown}: {details}"
             record_verdict(store, new_id, run_id, args.overrides, verdict_said, tags)
     return (1 if outcome == "different" else 0), shown, line
+
+
+def compare_models(
+    uri: str, original, store: str, rerun_run, logged: dict, rtol: float | None
+) -> tuple[bool, str] | None:
+    """Whether the rerun's logged model predicts what the original's does at the original's
+    data points (bit for bit, or within `rtol` of the largest prediction), and the words for
+    it; None when the original has no model."""
+    old_id = champion.logged_model(original)
+    if old_id is None:
+        return None
+    new_id = champion.logged_model(rerun_run)
+    if new_id is None:
+        return False, "the original's model has no counterpart: the rerun logged none"
+    x, _ = data.make_data(OmegaConf.create(logged["data"]))
+    old = champion.load(uri, old_id).predict(x)
+    new = champion.load(store, new_id).predict(x)
+    if np.array_equal(old, new, equal_nan=True):
+        return True, f"the models' predictions at the {len(x)} data points agree bit for bit"
+    worst = float(np.nanmax(np.abs(new - old)) / max(float(np.nanmax(np.abs(old))), 1e-300))
+    said = f"the models' predictions differ by up to {worst:.3g} of the largest"
+    return rtol is not None and worst <= rtol, said
 
 
 def record_verdict(

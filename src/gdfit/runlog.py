@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -179,14 +180,16 @@ class TrackedRun:
     curve: CurveLogger
     metrics: list[Metric] = field(default_factory=list)
     tags: dict[str, str] = field(default_factory=dict)
+    params: list[Param] = field(default_factory=list)  # sent with the end (a batched child's)
 
     def __post_init__(self) -> None:
         self._staging = tempfile.TemporaryDirectory(prefix="gdfit-run-")
         self.staged = Path(self._staging.name)
 
-    def log_metrics(self, metrics: dict[str, float]) -> None:
+    def log_metrics(self, metrics: dict[str, float], model_id: str | None = None) -> None:
+        """At step 0, linked to the run's logged model `model_id` when it has one."""
         now = int(time.time() * 1000)
-        self.metrics += [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+        self.metrics += [Metric(k, float(v), now, 0, model_id=model_id) for k, v in metrics.items()]
 
     def log_text(self, text: str, name: str) -> None:
         """Redacted as Client.log_text redacts what it sends (see gdfit.redaction)."""
@@ -247,8 +250,10 @@ class TrackedRun:
                 failure = failure or error
             try:
                 batch = [RunTag(k, v) for k, v in tags.items()]
-                self.client.log_batch(self.run_id, metrics=metrics, tags=batch, synchronous=True)
-                metrics, tags = [], {}
+                self.client.log_batch(
+                    self.run_id, metrics=metrics, params=self.params, tags=batch, synchronous=True
+                )
+                metrics, tags, self.params = [], {}, []
             except TrackingError as error:
                 failure = failure or error
             if failure is None:  # else its status would claim data it does not have
@@ -326,14 +331,34 @@ def log_images(folder: Path, frames: list[tuple[int, np.ndarray]], key: str) -> 
 
 @contextmanager
 def signals_deferred() -> Iterator[None]:
-    """Hold back Ctrl-C and the stopping signals while a run is being closed (its last points
-    sent, its status set): a second Ctrl-C must not cut that short and leave it RUNNING. They
-    arrive, and act, when the block ends."""
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, *STOPPING})
+    """Hold back Ctrl-C and the stopping signals while a run is being created or closed: a
+    signal must not leave it RUNNING, or without its params. The first one held acts when the
+    block ends, as its handler would have acted on arrival.
+
+    Held in Python, not by the thread's signal mask: the kernel gives a process's signal to any
+    thread that does not block it (MLflow's telemetry thread, say), and Python then runs the
+    handler in the main thread all the same. Only the main thread runs handlers, so a block in
+    another thread has nothing to hold."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    before: dict[int, Any] = {}
+    for stopping in (signal.SIGINT, *STOPPING):
+        handler = signal.getsignal(stopping)
+        if handler is not None and handler != signal.SIG_IGN:  # else not Python's to hold
+            before[stopping] = signal.signal(stopping, lambda signum, frame: held.append(signum))
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        for held_back, handler in before.items():
+            signal.signal(held_back, handler)
+        if held:
+            first = before[held[0]]
+            if callable(first):
+                first(held[0], None)
+            else:  # SIG_DFL: the signal's own action, now
+                os.kill(os.getpid(), held[0])
 
 
 def run_tags(tags: dict[str, str]) -> dict[str, str]:
@@ -344,6 +369,24 @@ def run_tags(tags: dict[str, str]) -> dict[str, str]:
     tags |= views.group_tag(os.environ.get(NAME_ENV) if parent else None)
     tags[liveness.PROCESS_TAG] = liveness.identity()
     return tags
+
+
+def written_run(
+    client: Client,
+    experiment_id: str,
+    cfg: DictConfig,
+    run_name: str,
+    tags: dict[str, str],
+    chart_points: int,
+) -> TrackedRun:
+    """A run written in one go once its fit is over (a batched sweep's child): created with
+    its tags; its params, metrics and curve go with its end (`TrackedRun.close`), so that the
+    whole run costs the store four calls. Create and close it inside `signals_deferred`."""
+    created = client.create_run(experiment_id, run_name=run_name, tags=run_tags(tags))
+    run_id = created.info.run_id
+    curve = CurveLogger(client, run_id, cfg.train.steps, chart_points)
+    params = run_params(cfg, client.uri, run_name)
+    return TrackedRun(client, run_id, run_name, experiment_id, curve, params=params)
 
 
 @contextmanager
@@ -364,35 +407,48 @@ def tracked_run(
     client, experiment_id = open_experiment(uri, cfg.tracking.experiment)
     tags = run_tags(tags)
     reap_lost(client, experiment_id, once=True)
-    with signals_deferred():  # no Ctrl-C between the run's creation and its guard below
-        created = client.create_run(experiment_id, run_name=run_name, tags=tags)
-        curve = CurveLogger(client, created.info.run_id, cfg.train.steps, cfg.tracking.curve_points)
-        run = TrackedRun(client, created.info.run_id, run_name, experiment_id, curve)
-        opened(run.run_id)
     status, ended_by = "FAILED", None  # type: str, BaseException | None
+    run: TrackedRun | None = None
     try:
-        client.log_batch(run.run_id, params=run_params(cfg, uri, run_name), synchronous=True)
+        # Created with its params while signals wait, inside the guard: a Ctrl-C held back
+        # meanwhile arrives at the end of this block, where the run exists and is ended KILLED.
+        with signals_deferred():
+            created = client.create_run(experiment_id, run_name=run_name, tags=tags)
+            run_id = created.info.run_id
+            curve = CurveLogger(client, run_id, cfg.train.steps, cfg.tracking.curve_points)
+            run = TrackedRun(client, run_id, run_name, experiment_id, curve)
+            opened(run_id)
+            client.log_batch(run_id, params=run_params(cfg, uri, run_name), synchronous=True)
         yield run
         status = "FINISHED"
     except KeyboardInterrupt as error:
         status, ended_by = "KILLED", error
-        error.add_note(f"run {run.run_id} ended KILLED with its loss curve so far")
+        if run is not None:
+            error.add_note(f"run {run.run_id} ended KILLED with its loss curve so far")
         raise
     except Exception as error:
         status, ended_by = "FAILED", error
-        run.set_tags({"gdfit.error": f"{type(error).__name__}: {error}"[:5000]})
-        error.add_note(f"run {run.run_id} ended FAILED")
+        if run is not None:
+            run.set_tags({"gdfit.error": f"{type(error).__name__}: {error}"[:5000]})
+            error.add_note(f"run {run.run_id} ended FAILED")
         raise
     finally:
-        kept = None
-        try:
-            with signals_deferred():  # a signal waits until the run is closed, then stops it
-                kept = run.close(status)
-        except KeyboardInterrupt as stop:  # that signal: it still says where the end is
-            if kept is not None:
-                stop.add_note(kept.where)
-            raise
-        if kept is not None and ended_by is not None:
-            ended_by.add_note(kept.where)  # the error that ended the run comes first
-        elif kept is not None:
-            raise kept.error
+        if run is not None:  # else the store did not create it: nothing to end
+            _end(run, status, ended_by)
+
+
+def _end(run: TrackedRun, status: str, ended_by: BaseException | None) -> None:
+    """Close `run` with `status`; what the store could not take is said on the error that
+    ended the run, or raised."""
+    kept = None
+    try:
+        with signals_deferred():  # a signal waits until the run is closed, then stops it
+            kept = run.close(status)
+    except KeyboardInterrupt as stop:  # that signal: it still says where the end is
+        if kept is not None:
+            stop.add_note(kept.where)
+        raise
+    if kept is not None and ended_by is not None:
+        ended_by.add_note(kept.where)  # the error that ended the run comes first
+    elif kept is not None:
+        raise kept.error

@@ -8,24 +8,40 @@ import shutil
 import sys
 from pathlib import Path
 
+from filelock import FileLock, Timeout
 from mlflow.entities import Metric, RunTag
 
 from gdfit.client import connect, reading
-from gdfit.errors import GdfitError, UsageError, reported_errors
-from gdfit.outbox import FILE, found, read, summary_of
+from gdfit.errors import GdfitError, TrackingError, UsageError, reported_errors
+from gdfit.outbox import FILE, checked, found, summary_of
 from gdfit.redaction import MASK, public_uri, redact
 from gdfit.store import checked_uri, resolve_uri, sqlite_path
 
 
 def send(folder: Path, uri: str | None = None) -> str:
     """Send what `folder` keeps to its store (or `uri`), end the run, remove the folder; a line
-    saying what was sent. GdfitError when the store cannot take it yet (the folder stays)."""
+    saying what was sent. The folder is checked whole before anything is sent (UsageError),
+    and sent by one gdfit-send at a time. GdfitError when the store cannot take it yet (the
+    folder stays)."""
+    lock = FileLock(str(folder.parent / f".{folder.name}.sending"))
     try:
-        record = read(folder)
-        run_id = record["run_id"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        why = error.strerror if isinstance(error, OSError) else error
-        raise UsageError(f"{folder} is not a folder gdfit kept unsent data in ({why})") from error
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise GdfitError(f"{folder} is being sent by another gdfit-send: left to it") from None
+    except OSError as error:  # no such folder, or one this user cannot write
+        checked(folder)  # says what is wrong with it, if anything
+        raise UsageError(f"{folder} cannot be sent from here ({error.strerror})") from error
+    try:
+        return _send(folder, uri)
+    finally:
+        lock.release()
+        if not folder.exists():  # sent: no later send needs the lock
+            Path(lock.lock_file).unlink(missing_ok=True)
+
+
+def _send(folder: Path, uri: str | None) -> str:
+    record = checked(folder)
+    run_id = record["run_id"]
     if uri is None:
         if MASK in record["store"]:
             raise UsageError(
@@ -68,7 +84,13 @@ def send(folder: Path, uri: str | None = None) -> str:
         if mark in present and mark not in record["tags"]:
             client.delete_tag(run_id, mark)
     client.set_terminated(run_id, record["status"], record["end_time"])
-    shutil.rmtree(folder)
+    try:
+        shutil.rmtree(folder)
+    except OSError as error:
+        return (
+            f"sent run {run_id} ({record['run_name']}): {what}; {folder} could not be removed "
+            f"({error.strerror}): remove it by hand"
+        )
     return f"sent run {run_id} ({record['run_name']}): {what}"
 
 
@@ -108,7 +130,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"gdfit-send: {send(folder, args.tracking_uri)}", flush=True)
             except GdfitError as error:
                 code = max(code, error.exit_code)
-                kept = "" if isinstance(error, UsageError) else f"; {folder} is kept for a retry"
+                # only a store that could not take it is worth trying again
+                kept = f"; {folder} is kept for a retry" if isinstance(error, TrackingError) else ""
                 print(redact(f"gdfit-send: error: {error}{kept}"), file=sys.stderr, flush=True)
         if code:
             sys.exit(code)

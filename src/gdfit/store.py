@@ -21,7 +21,7 @@ from gdfit.client import Client, connect, reading, store_error
 from gdfit.config import check_experiment_name
 from gdfit.errors import ConfigError, GdfitError, TrackingError
 from gdfit.paths import default_store_dir
-from gdfit.redaction import public_uri
+from gdfit.redaction import has_userinfo, public_uri, redact
 
 STORE_FORMS = "sqlite:///PATH/mlflow.db, http(s)://HOST:PORT or postgresql://..."
 
@@ -74,15 +74,21 @@ def checked_uri(uri: str, source: str) -> str:
         if path.is_dir():
             refuse(f"{path} is a folder, not a database file")
         return f"sqlite:///{path}"
-    if kind in ("http", "https"):
+    if kind in ("http", "https", "postgresql", "postgres", "mysql", "mssql"):
         try:
-            host = urlsplit(uri).hostname
+            parts = urlsplit(uri)
+            host = parts.hostname
         except ValueError:
-            host = None
-        if not host:
+            parts, host = None, None
+        if has_userinfo(uri) and (parts is None or "@" not in parts.netloc):
+            raise ConfigError(  # a parser would send part of it as the host, port or path
+                source,
+                "its user name or password holds a character that must be percent-encoded "
+                "there (/ as %2F, # as %23, ? as %3F, a space as %20)",
+                public_uri(uri),
+            )
+        if kind in ("http", "https") and not host:
             refuse("the address names no host")
-        return uri
-    if kind in ("postgresql", "postgres", "mysql", "mssql"):
         return uri
     if kind == "file" or not scheme or len(scheme) == 1:  # a path (or a Windows drive)
         refuse("a folder or file:// store is MLflow's old file store, which 3.13+ refuses")
@@ -122,7 +128,7 @@ def _open_sqlite(db: Path, uri: str, name: str) -> tuple[Client, str]:
             _create_sqlite_store(db)
         try:
             client = connect(uri)
-            location = (db.parent / "artifacts" / artifact_folder(name)).as_uri()
+            location = (db.parent / "artifacts" / artifact_folder(redact(name))).as_uri()
             return client, _get_or_create(client, name, artifact_location=location)
         except Exception as error:
             text = str(error).lower()

@@ -16,6 +16,7 @@
 import atexit
 import math
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -82,13 +83,20 @@ def fingerprint(params: dict[str, str]) -> frozenset:
 
 def latest_attempts(found: list) -> list:
     """One entry per config of a sweep: its FINISHED runs, else its newest attempt. A resumed
-    sweep's parent also holds the attempts that a later one replaced. `found`: oldest first."""
+    sweep's parent also holds the attempts that a later one replaced. `found`: oldest first.
+
+    A child with no params (an older gdfit's, stopped between its creation and its params)
+    names its config only by its run name: it counts until a run of that name has FINISHED."""
     by_config: dict[frozenset, list] = {}
+    unknown: list = []
     for run in found:
-        by_config.setdefault(fingerprint(run.data.params), []).append(run)
+        config = fingerprint(run.data.params)
+        (by_config.setdefault(config, []) if config else unknown).append(run)
     kept = []
     for attempts in by_config.values():
         kept += [r for r in attempts if r.info.status == "FINISHED"] or attempts[-1:]
+    done = {r.info.run_name for r in kept if r.info.status == "FINISHED"}
+    kept += [r for r in unknown if r.info.run_name not in done]
     return sorted(kept, key=lambda r: r.info.start_time)
 
 
@@ -98,14 +106,9 @@ def run_job(cfg: DictConfig, fit: Callable[[Callable[[str], None]], float], run_
     FINISHED. A failure of any kind leaves a FAILED child with its reason and returns +inf,
     which the Optuna sweeper scores as the worst trial; the sweep goes on and reports it at the
     end."""
-    parent = os.environ.get(PARENT_ENV)
-    uri = resolve_uri(cfg.tracking.uri)
-    mine = fingerprint(flat_params(cfg))
-    if parent and cfg.sweep.resume is not None:
-        for done in readback.search_runs(uri, parent=parent, filter_string=FINISHED):
-            if fingerprint(done.data.params) == mine:
-                print(f"gdfit: {run_name}: FINISHED before as run {done.info.run_id}; skipped")
-                return done.data.metrics.get("final_loss", math.inf)
+    before = finished_before(cfg, run_name)
+    if before is not None:
+        return before
     created: list[str] = []
     try:
         return fit(created.append)
@@ -113,16 +116,36 @@ def run_job(cfg: DictConfig, fit: Callable[[Callable[[str], None]], float], run_
         print(console.diverged_line(created[0] if created else "", run_name, error), flush=True)
         return math.inf
     except Exception as error:
-        reason = str(error) if isinstance(error, GdfitError) else f"{type(error).__name__}: {error}"
-        print(f"gdfit: error: {run_name}: {reason}", flush=True)
-        # A failure inside the run has ended it FAILED with the reason; one before the run
-        # existed gets a FAILED child of its own.
-        if parent and not created:
-            try:
-                record_failure(cfg, run_name, {"gdfit.version": environment.VERSION}, error)
-            except Exception as unrecorded:
-                print(f"gdfit: error: {run_name}: not recorded: {unrecorded}", flush=True)
-        return math.inf
+        return job_failed(cfg, run_name, error, bool(created))
+
+
+def finished_before(cfg: DictConfig, run_name: str) -> float | None:
+    """When resuming, the final loss of this config's FINISHED child (said in one line), if
+    the sweep has one."""
+    parent = os.environ.get(PARENT_ENV)
+    if not parent or cfg.sweep.resume is None:
+        return None
+    mine = fingerprint(flat_params(cfg))
+    uri = resolve_uri(cfg.tracking.uri)
+    for done in readback.search_runs(uri, parent=parent, filter_string=FINISHED):
+        if fingerprint(done.data.params) == mine:
+            print(f"gdfit: {run_name}: FINISHED before as run {done.info.run_id}; skipped")
+            return done.data.metrics.get("final_loss", math.inf)
+    return None
+
+
+def job_failed(cfg: DictConfig, run_name: str, error: Exception, created: bool) -> float:
+    """Say why a job failed; a failure before its run existed (`created` False: a bad
+    setting, an error while preparing the data) gets a FAILED child of its own, one inside
+    the run has ended it FAILED with the reason already. Returns +inf, the job's score."""
+    reason = str(error) if isinstance(error, GdfitError) else f"{type(error).__name__}: {error}"
+    print(f"gdfit: error: {run_name}: {reason}", flush=True)
+    if os.environ.get(PARENT_ENV) and not created:
+        try:
+            record_failure(cfg, run_name, {"gdfit.version": environment.VERSION}, error)
+        except Exception as unrecorded:
+            print(f"gdfit: error: {run_name}: not recorded: {unrecorded}", flush=True)
+    return math.inf
 
 
 def record_failure(
@@ -175,8 +198,8 @@ class Sweep:
         share_git_state(git)  # for the jobs run in this process, until finish()
         tags |= git_tags(git)
         client, experiment_id = open_experiment(uri, experiment)
-        if resume is None:
-            self.name = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
+        if resume is None:  # unique, so that two sweeps started in one second stay apart
+            self.name = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
             tags = {**source_tags(), **tags, **views.group_tag(self.name)}  # with its jobs
             created = client.create_run(experiment_id, run_name=self.name, tags=tags)
             self.parent = created.info.run_id
@@ -213,11 +236,38 @@ class Sweep:
                 ref,
             )
         self.parent, self.name = found.info.run_id, found.info.run_name
+        self._claim(client, found, tags[liveness.PROCESS_TAG])
         resumed = int(found.data.tags.get("gdfit.resumes", "0")) + 1
+        # with this process (not reaped), in its sweep's group
         tags = {**tags, "gdfit.resumes": str(resumed), **views.group_tag(self.name)}
         client.log_batch(self.parent, tags=[RunTag(k, v) for k, v in tags.items()])
+        if "gdfit.reaped" in found.data.tags:  # an earlier end's, not this one's
+            client.delete_tag(self.parent, "gdfit.reaped")
         client.update_run(self.parent, status="RUNNING")
         print(f"gdfit: sweep {self.name}: resuming parent run {self.parent}", flush=True)
+
+    def _claim(self, client: Any, found: Any, me: str) -> None:
+        """Make this process the one resuming sweep `found`, or refuse: a sweep whose process
+        still runs, or that another resume has just claimed, is not run twice. The claim is a
+        param of the parent, `gdfit.resume.<n>` = the process: the store keeps the first value
+        a param is given and refuses another, also to two resumes at once."""
+        owner = found.data.tags.get(liveness.PROCESS_TAG, "")
+        busy = f"sweep {self.name} is being run by another process"
+        if found.info.status == "RUNNING" and liveness.is_gone(owner) is False:
+            pid = owner.rsplit(":", 2)[1]
+            raise ConfigError("sweep.resume", f"{busy} (pid {pid}): wait for it to end")
+        turn = f"gdfit.resume.{int(found.data.tags.get('gdfit.resumes', '0')) + 1}"
+        try:
+            client.log_param(self.parent, turn, me)
+            return
+        except TrackingError as error:
+            refused = error
+        with reading(self.uri):
+            holder = client.get_run(self.parent).data.params.get(turn)
+        if holder is None:
+            raise refused
+        if holder != me:
+            raise ConfigError("sweep.resume", f"{busy}, which resumed it just now: wait for it")
 
     def finish(self, status: str) -> tuple[list, list]:
         """Write the summary of the jobs so far on the parent, end it with `status`, print how
@@ -260,6 +310,8 @@ class Sweep:
         lines = self._closing_lines(status, jobs, diverged, failed, best, ranking)
         for line in lines:
             print(f"gdfit: {line}", flush=True)
+        if best:
+            _best_model(self.uri, best, status)
         atexit.unregister(self._cut_off)  # the parent has ended
         return jobs, failed
 
@@ -347,6 +399,23 @@ def _draw_figures(uri: str, jobs: list, folder: Path) -> None:
                 client.set_tag(run.info.run_id, "gdfit.figures", "drawn at the sweep's end")
             except Exception as error:
                 _say_not_drawn(f"the figures of {run.info.run_name} were", error)
+
+
+def _best_model(uri: str, best: Any, status: str) -> None:
+    """The best job's fit as an MLflow model (its jobs log none), as that job was set:
+    tracking.log_model, and tracking.register once the sweep has finished. A failure is said;
+    the sweep stands, and gdfit-register can do it later."""
+    from gdfit import champion
+
+    wanted = best.data.params
+    try:
+        if wanted.get("tracking.register") == "True" and status == "FINISHED":
+            print(f"gdfit: {champion.register(uri, best.info.run_id).said}", flush=True)
+        elif wanted.get("tracking.log_model", "True") == "True":
+            champion.model_of(uri, best)
+    except Exception as error:
+        said = ": ".join([type(error).__name__, *str(error).strip().splitlines()[:1]])
+        print(f"gdfit: warning: the best run's model: {redact(said)}", file=sys.stderr)
 
 
 def _say_not_drawn(what: str, error: Exception) -> None:

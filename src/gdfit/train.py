@@ -16,13 +16,21 @@ from typing import Any
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from gdfit import backends, config, data, environment, models, notes, registry, views
+from gdfit import backends, config, data, environment, modellog, models, notes, registry, views
 from gdfit.console import Reporter, where
 from gdfit.devices import resolve_device
 from gdfit.errors import ConfigError, Diverged
-from gdfit.redaction import public_uri
+from gdfit.redaction import public_uri, redact_data
 from gdfit.results import Fit
-from gdfit.runlog import DIVERGED_TAG, FIGURES_LEFT, JOBS_ENV, TrackedRun, tracked_run
+from gdfit.runlog import (
+    DIVERGED_TAG,
+    FIGURES_LEFT,
+    JOBS_ENV,
+    PARENT_ENV,
+    TrackedRun,
+    run_params,
+    tracked_run,
+)
 from gdfit.seeding import seed_everything
 from gdfit.store import resolve_uri, store_option
 
@@ -217,7 +225,7 @@ def record(run: TrackedRun, problem: Problem, fitted: Fitted) -> Fit:
     metrics = {"final_loss": final_loss}
     if optimal_loss is not None:
         gap = final_loss - optimal_loss
-        metrics |= {"optimal_loss": optimal_loss, "loss_gap": gap}
+        metrics |= {"loss_gap": gap, "optimal_loss": optimal_loss}  # MLflow's tables: this order
         # MLflow's charts and Compare print two to four decimals, so gaps of 1e-6 all read
         # 0.00; the exponent tells runs apart. Below 1e-15 of the loss a gap is rounding.
         floor = 1e-15 * max(abs(optimal_loss), 1e-300)
@@ -226,7 +234,7 @@ def record(run: TrackedRun, problem: Problem, fitted: Fitted) -> Fit:
     metrics |= coefficients
     metrics["train_seconds"] = fitted.seconds
     metrics["steps_per_second"] = cfg.train.steps / fitted.seconds
-    run.log_metrics(metrics)
+    run.log_metrics(metrics, log_model(run, problem, params))
     run.log_dict(coefficients, "coefficients.json")
     run.curve.snapshots = fitted.snapshots
     loss_steps, losses = (a.copy() for a in run.curve.curve())
@@ -264,6 +272,23 @@ def record(run: TrackedRun, problem: Problem, fitted: Fitted) -> Fit:
     )
 
 
+def log_model(run: TrackedRun, problem: Problem, params: np.ndarray) -> str | None:
+    """The fit as an MLflow model (gdfit.modellog); its id, or None when tracking.log_model is
+    off or the run is a sweep's job (the sweep logs its best job's at its end). A store that
+    refuses it is said, and the run goes on: gdfit-register logs it later from the run."""
+    cfg = problem.cfg
+    if not cfg.tracking.log_model or os.environ.get(PARENT_ENV):
+        return None
+    given = {p.key: p.value for p in run_params(cfg, run.client.uri, problem.run_name)}
+    try:
+        return modellog.log(run.client, run.run_id, run.experiment_id, cfg, params, given)
+    except Exception as error:
+        why = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        print(f"gdfit: warning: the run's model was not logged: {why}", file=sys.stderr)
+        run.set_tags({"gdfit.model": f"not logged: {why}"[:5000]})
+        return None
+
+
 def write_description(
     run: TrackedRun,
     problem: Problem,
@@ -291,6 +316,31 @@ def write_description(
 # ---- one tracked run ----
 
 
+class Inputs:
+    """What a run records about what it ran, before it fits: the config, the environment and
+    git's state, as tags and as files (config.yaml, environment.json, git.diff)."""
+
+    def __init__(self, problem: Problem, overrides: list[str] | tuple[str, ...]):
+        self.cfg = problem.cfg
+        self.git = environment.shared_git_state()
+        self.env = environment.collect(problem.device, list(overrides), self.git)
+        self.tags = {
+            "gdfit.backend": self.cfg.backend.name,
+            "gdfit.device": problem.device,
+            "gdfit.version": environment.VERSION,
+            **environment.tags(self.env),
+            **environment.git_tags(self.git),
+        }
+
+    def log(self, run: TrackedRun) -> None:
+        # filtered before it is YAML, which folds a long value with spaces across lines
+        settings = redact_data(OmegaConf.to_container(self.cfg, resolve=True))
+        run.log_text(OmegaConf.to_yaml(settings), "config.yaml")
+        run.log_dict(self.env, "environment.json")
+        if self.env["git"]["dirty"]:
+            run.log_text(self.git["diff"], "git.diff")
+
+
 def train(
     cfg: DictConfig,
     overrides: list[str] | tuple[str, ...] = (),
@@ -310,21 +360,9 @@ def train(
     problem = prepare(cfg)
     if snapshot_steps is None:
         snapshot_steps = frame_steps(cfg.train.steps)
-    git = environment.shared_git_state()
-    env = environment.collect(problem.device, list(overrides), git)
-    tags = {
-        "gdfit.backend": cfg.backend.name,
-        "gdfit.device": problem.device,
-        "gdfit.version": environment.VERSION,
-        **environment.tags(env),
-        **environment.git_tags(git),
-        **(tags or {}),
-    }
-    with tracked_run(cfg, problem.run_name, tags, opened) as run:
-        run.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-        run.log_dict(env, "environment.json")
-        if env["git"]["dirty"]:
-            run.log_text(git["diff"], "git.diff")
+    inputs = Inputs(problem, overrides)
+    with tracked_run(cfg, problem.run_name, inputs.tags | (tags or {}), opened) as run:
+        inputs.log(run)
         run.send_files(must=False)  # what the run is, there even if the process dies
         try:
             steps, every = cfg.train.steps, cfg.train.log_every
@@ -343,6 +381,10 @@ def train(
         print("Result: " + problem.model.describe(fitted.params), flush=True)
         if say_where:
             print(where_it_went(cfg, run.run_id, run.experiment_id), file=sys.stderr, flush=True)
+    if cfg.tracking.register and not os.environ.get(PARENT_ENV):  # a sweep registers its best
+        from gdfit import champion
+
+        print(f"gdfit: {champion.register(run.client.uri, run.run_id).said}", flush=True)
     return result
 
 

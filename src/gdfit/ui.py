@@ -22,10 +22,10 @@ import webbrowser
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from gdfit import store, uiapp, views
+from gdfit import environment, store, uiapp, views
 from gdfit.errors import ConfigError, GdfitError, Stopped, UsageError, reported_errors
 from gdfit.paths import default_store_dir
-from gdfit.redaction import public_uri
+from gdfit.redaction import public_uri, redact
 from gdfit.store import add_tracking_uri
 
 STOP_SECONDS = 1.5  # after SIGTERM, how long the server may take before it is killed
@@ -176,7 +176,7 @@ def check_experiment(uri: str, name: str) -> None:
         names = store.experiment_names(uri)
     except Exception:
         return  # open_experiment says what is wrong with the store
-    if name not in names:
+    if redact(name) not in names:  # stored as the filter left it
         raise UsageError(
             f"no experiment {name!r} in {public_uri(uri)}; experiments there: "
             f"{', '.join(names) or 'none'} (--create starts it)"
@@ -282,7 +282,7 @@ def check_app_installed() -> None:
 def run_server(args: argparse.Namespace, uri: str, port: int, url: str, experiment_id: str) -> int:
     """Serve until Ctrl-C (0) or the server's end (an error saying why it ended)."""
     check_app_installed()
-    env = {**SERVER_DEFAULTS, **os.environ}
+    env = {**SERVER_DEFAULTS, **environment.variables()}  # read safely from threads
     if not args.verbose:
         env["PYTHONWARNINGS"] = "ignore"
     with tempfile.TemporaryFile() as log:

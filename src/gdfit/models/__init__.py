@@ -16,6 +16,9 @@ A model module (its name is its option, `model=<name>`, in conf/model/<name>.yam
                              Legendre model y = a + b P3(c + d x)"
         features(x)          tuple of float64 numpy arrays computed once from x (n_points,);
                              a backend converts each to its own arrays
+        features_at(x)       (optional) the features at new points x of a fit made on the data
+                             `features` last saw (the Chebyshev basis maps x by that data's
+                             range); `features` when absent
         predict(p, F)        the model's y at every point
         loss(p, F, y)        sum of squared errors of predict(p, F) against y
         loss_grad(p, F, y)   (loss, d loss / d p), written by hand
@@ -23,6 +26,9 @@ A model module (its name is its option, `model=<name>`, in conf/model/<name>.yam
         curvature(F)         the largest eigenvalue of the loss's Hessian, or None
         describe(p, digits)  the fitted function as one line of text, at full precision or
                              with `digits` significant digits
+        linear               (optional) True when predict(p, F) is F[0] @ p, F[0] the design
+                             matrix: a batched sweep then fits K configs as one program
+                             (gdfit.batchfit)
     and, for the gradient kinds that ask for them,
         autograd_loss()      (optional) a loss(p, F, y) for one autograd fit, made fresh for
                              each: one whose forward is a torch.autograd.Function, or whose
@@ -50,6 +56,11 @@ from gdfit.errors import ConfigError
 def build(settings: DictConfig):
     """The Model that `model.*` describes."""
     return registry.load("model", settings.name).Model(settings)
+
+
+def features_at(model, x: np.ndarray) -> tuple:
+    """The features at new points `x` of a fit on the data `model.features` last saw."""
+    return getattr(model, "features_at", model.features)(x)
 
 
 def given_start(model, init) -> list[float] | None:

@@ -35,6 +35,11 @@ class Model(polynomial.Model):
         """X (n_points, degree+1), column k holding T_k(u), and its transpose (a view)."""
         lo, hi = float(x.min()), float(x.max())
         self.center, self.half_width = (lo + hi) / 2, (hi - lo) / 2 or 1.0  # one point: u = 0
+        return self.features_at(x)
+
+    def features_at(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The columns at new points x, u mapped by the range of the data `features` saw."""
+        assert self.center is not None and self.half_width is not None, "features(x) first"
         u = (x - self.center) / self.half_width
         X = np.empty((len(x), self.degree + 1), order="F")
         for k in range(self.degree + 1):  # T0 = 1, T1 = u, T_k = 2u T_(k-1) - T_(k-2)

@@ -39,6 +39,8 @@ def degree_name(degree: int) -> str:
 
 
 class Model:
+    linear = True  # predict(p, F) is F[0] @ p: a batched sweep may fit K of them as one program
+
     def __init__(self, settings):
         self.degree = settings.degree
         self.param_names = [f"coef_{k}" for k in range(self.degree + 1)]

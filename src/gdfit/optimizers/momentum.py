@@ -21,10 +21,13 @@ def check(cfg) -> None:
 class Rule:
     def __init__(self, settings):
         self.lr, self.momentum, self.nesterov = settings.lr, settings.momentum, settings.nesterov
+        # In a batched sweep (gdfit.batchfit) momentum may be a row of values, one per config;
+        # a 0 among them gives that config the plain update, to the bit.
+        self.heavy = not isinstance(self.momentum, int | float) or self.momentum != 0
         self.velocity = None
 
     def step(self, coef, grad) -> None:
-        if self.momentum:
+        if self.heavy:
             if self.velocity is None:
                 self.velocity = grad * 1.0  # a copy that the next steps update in place
             else:

@@ -1,0 +1,1 @@
+"""gdfit's Hydra launcher `batched` (see batched_launcher.py)."""
