@@ -17,11 +17,12 @@ import zlib
 from pathlib import Path
 
 import pytest
-from browser import WAIT_MS, check_gdfit_view, needs_chromium, new_page, settle, shot
+from browser import SHOTS, WAIT_MS, check_gdfit_view, needs_chromium, new_page, settle, shot
 from conftest import BIN, free_port, run_command, sweep_runs
 from mlflow.tracking import MlflowClient
 
 from gdfit import store, uiapp, views
+from gdfit.notes import NOTE_TAG
 
 ADDRESS = re.compile(r"^\s+runs:\s+(\S+)$", re.M)
 
@@ -132,11 +133,11 @@ def test_every_opened_experiment_carries_the_view_written_once(tmp_path):
     assert client.get_experiment(experiment).tags[views.VIEW_TAG] == tags[views.VIEW_TAG]
 
 
-def test_sweep_jobs_are_grouped_under_their_sweeps_name(sweep_store):
+def test_a_sweep_and_its_jobs_are_grouped_under_its_name(sweep_store):
     *_, parent, children = sweep_store
     assert len(children) == 3
     assert {c.data.tags[views.GROUP_TAG] for c in children} == {parent.info.run_name}
-    assert views.GROUP_TAG not in parent.data.tags  # parents wait in "Additional runs"
+    assert parent.data.tags[views.GROUP_TAG] == parent.info.run_name  # not "Additional runs"
 
 
 # ---- gdfit-ui and the browser ----
@@ -160,6 +161,65 @@ def test_browser_sees_gdfit_view_at_the_address_gdfit_ui_prints(sweep_store, ui)
         assert page.get_by_role("textbox", name="Ask a question").count() == 0
         check_gdfit_view(page, base, experiment, children, "gdfit-ui")
     assert err.read_text() == ""  # quiet: no request log, no warnings
+
+
+@needs_chromium
+def test_browser_sees_a_sweeps_parent_its_stored_view_link_and_the_fit_images(sweep_store, ui):
+    """The parent's page opens on its best job, linked, and its jobs ranked in aligned
+    columns; the link and the stored View address open the training layout; the best run's
+    image card. Screenshots: ui-parent-page, ui-best-from-parent, ui-stored-view, ui-fit-card."""
+    _, uri, experiment, parent, children = sweep_store
+    base = f"http://127.0.0.1:{ui[3]}"
+    ranked = sorted(children, key=lambda c: c.data.metrics["final_loss"])
+    best = ranked[0]
+    with new_page() as page:
+        page.goto(uiapp.landing(views.page(base, experiment)))  # as gdfit-ui's address does
+        page.get_by_text(best.info.run_name, exact=True).first.wait_for(timeout=WAIT_MS)
+
+        page.goto(views.page(base, experiment, parent.info.run_id))
+        link = page.locator(f"a[href='{views.route(experiment, best.info.run_id)}']")
+        link.wait_for(timeout=WAIT_MS)
+        page.get_by_text("Show more").first.click()
+        table = page.locator("pre").first.inner_text().splitlines()
+        assert [line.split()[1] for line in table[2:]] == [c.info.run_name for c in ranked]
+        assert all(line.index(" 1e-6" if "1e-06" in line else " ") for line in table)
+        settle(page)
+        shot(page, "ui-parent-page")
+        with page.expect_popup() as opened:  # MLflow opens a description's links in a new tab
+            link.click()
+        best_page = opened.value
+        best_page.get_by_role("heading", name=best.info.run_name).wait_for(timeout=WAIT_MS)
+        assert best_page.url == views.page(base, experiment, best.info.run_id)
+        assert best_page.get_by_role("link", name="Model registry").count() == 1  # training
+        settle(best_page)
+        shot(best_page, "ui-best-from-parent")
+        best_page.close()
+
+        # The View link stored in the description, on this test's port.
+        (stored,) = re.findall(r"^View: (\S+)$", parent.data.tags[NOTE_TAG], re.M)
+        assert stored.endswith("viewStateShareKey=gdfit")
+        page.goto(stored.replace(f"http://{views.UI_HOST}:{views.UI_PORT}", base))
+        cells = page.locator(".ag-center-cols-container [col-id='metrics.`final_loss`']")
+        cells.first.wait_for(timeout=WAIT_MS)
+        assert page.get_by_text("Judges", exact=True).count() == 0
+        settle(page)
+        shot(page, "ui-stored-view")
+
+        # The best run's fit images on its Model metrics tab.
+        page.goto(views.page(base, experiment, best.info.run_id).replace("?", "/model-metrics?"))
+        page.get_by_text("final_loss", exact=True).first.wait_for(timeout=WAIT_MS)
+        image = page.locator("img.rc-image-img").first
+        for _ in range(20):  # the cards draw as they scroll into view; the image card is last
+            if image.count():
+                break
+            page.mouse.move(800, 600)
+            page.mouse.wheel(0, 500)
+            page.wait_for_timeout(500)
+        card = page.get_by_test_id("experiment-view-compare-runs-card").filter(has=image)
+        card.scroll_into_view_if_needed()
+        page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=image.element_handle())
+        settle(page)
+        card.screenshot(path=str(SHOTS / "ui-fit-card.png"))
 
 
 @needs_chromium
