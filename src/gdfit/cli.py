@@ -100,6 +100,10 @@ HELP_EXAMPLES = [
     ("gdfit-train backend=tensor optimizer.lr=2e-6", "one run"),
     ("gdfit-train -m backend=numpy,tensor,autograd", "a sweep: a parent run, a child per job"),
     ("gdfit-train hparams_search=lr_optuna", "Optuna searches optimizer.lr"),
+    (
+        "gdfit-train -m hydra/launcher=batched optimizer.lr=1e-6,2e-6 train.seed=0,1",
+        "jobs that can share one vectorised program fit as one, each its own child",
+    ),
 ]
 HELP_TAIL = (
     "Show the composed config with --cfg job, Hydra's own options with --hydra-help. See "
