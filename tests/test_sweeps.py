@@ -520,7 +520,7 @@ def test_a_cut_sweep_resumes_exactly_once_and_then_ends_well_every_time(tmp_path
     )
     (code, stdout, _), (refused, _, said) = outcomes
     assert (code, refused) == (0, 2), outcomes
-    assert "3 jobs, 0 failed" in stdout
+    assert "3 jobs, 3 finished, 0 diverged, 0 failed" in stdout
     assert said.count("\n") == 1 and said.startswith(
         f"gdfit: error: sweep.resume: sweep {parent.info.run_name} is being run by another process"
     )
@@ -532,7 +532,8 @@ def test_a_cut_sweep_resumes_exactly_once_and_then_ends_well_every_time(tmp_path
 
     again = run_command("gdfit-train", *grid, f"sweep.resume={parent.info.run_id}", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert "3 jobs, 0 failed" in again.stdout and "is gone" not in again.stderr
+    assert "3 jobs, 3 finished, 0 diverged, 0 failed" in again.stdout
+    assert "is gone" not in again.stderr
     _, after, _ = sweep_runs(uri)
     assert after.info.status == "FINISHED" and after.data.tags["gdfit.resumes"] == "2"
     assert "gdfit.reaped" not in after.data.tags
