@@ -12,7 +12,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 
 import gdfit
-from gdfit import batchfit, config, readback
+from gdfit import batchfit, readback
+from gdfit.jobs import compose_many, grid
 from gdfit.paths import conf_dir
 
 GRID = ["backend=numpy,tensor,module", "optimizer.lr=1e-6,1e-5", "train.seed=0,1"]
@@ -178,13 +179,13 @@ def test_ctrl_c_in_the_middle_of_a_batch_leaves_nothing_running(tmp_path):
 def test_jobs_of_one_shape_get_the_config_hydra_composes(tmp_path):
     """compose_many sets the swept values into the shape's first config; each must equal the
     config Hydra composes for that job."""
-    jobs = config.grid(["backend=numpy,tensor", "optimizer.lr=1e-6,3e-6", "train.seed=0,7"])
+    jobs = grid(["backend=numpy,tensor", "optimizer.lr=1e-6,3e-6", "train.seed=0,7"])
     with initialize_config_dir(str(conf_dir()), version_base="1.3"):
 
         def one(job):
             return compose("config", job, return_hydra_config=True)
 
-        fast = config.compose_many(jobs, one)
+        fast = compose_many(jobs, one)
         for job, (task, _) in zip(jobs, fast, strict=True):
             full = one(job)
             with open_dict(full):

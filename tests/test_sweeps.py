@@ -469,16 +469,16 @@ def gone(group: int, wait: float = 15) -> bool:
     ],
 )
 def test_the_apis_grid_lists_the_jobs_of_minus_m_in_its_order(lines):
-    """gdfit.sweep runs its jobs as config.grid lists them: the jobs of Hydra's own basic
+    """gdfit.sweep runs its jobs as gdfit.jobs.grid lists them: the jobs of Hydra's own basic
     sweeper (-m), in its order."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from gdfit import config
+    from gdfit.jobs import grid
 
     parsed = OverridesParser.create().parse_overrides(lines)
     (hydras,) = BasicSweeper.split_arguments(parsed, max_batch_size=None)
-    assert config.grid(lines) == hydras
+    assert grid(lines) == hydras
 
 
 def test_minus_m_sweeps_with_hydras_own_basic_sweeper():

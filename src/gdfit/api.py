@@ -34,6 +34,7 @@ from gdfit import config, models, registry, train
 from gdfit.config import hydra_value, refuse_group_lists
 from gdfit.console import PROGRESS
 from gdfit.errors import ConfigError, GdfitError, UsageError, hydra_message
+from gdfit.jobs import compose_many, grid
 from gdfit.paths import conf_dir
 from gdfit.redaction import redact_data
 from gdfit.results import Fit, Runs
@@ -93,7 +94,7 @@ def _checked(cfg: DictConfig) -> DictConfig:
 
 def _checked_task(cfg: DictConfig, composed: Any) -> DictConfig:
     """`cfg` (without its hydra node) checked as gdfit-train checks it; `composed`: a config
-    of its shape with the hydra node (config.compose_many)."""
+    of its shape with the hydra node (gdfit.jobs.compose_many)."""
     config.check_composed(cfg, composed["hydra"]["runtime"]["choices"])
     config.validate(cfg)
     models.given_start(models.build(cfg.model), cfg.model.init)  # train.prepare checks it too
@@ -255,10 +256,10 @@ def sweep(
                 key, f"{name} is a search, not a grid of runs; run it with gdfit-train {preset}"
             )
         params = base.hydra.sweeper.get("params") or {}
-        jobs = config.grid([f"{k}={v}" for k, v in params.items()] + strings)
+        jobs = grid([f"{k}={v}" for k, v in params.items()] + strings)
     except (HydraException, OmegaConfBaseException) as error:
         raise ConfigError.from_line(hydra_message(error)) from error
-    composed = config.compose_many(jobs, _with_hydra)
+    composed = compose_many(jobs, _with_hydra)
     cfgs = [_checked_task(task, shape) for task, shape in composed]
     stores = {(resolve_uri(c.tracking.uri), c.tracking.experiment) for c in cfgs}
     if len(stores) > 1:

@@ -27,6 +27,7 @@ from gdfit.errors import (
     hydra_message,
     reported_errors,
 )
+from gdfit.jobs import grid
 from gdfit.paths import conf_dir
 from gdfit.redaction import redact_data
 
@@ -183,7 +184,7 @@ def sweep_size(cfg: DictConfig) -> int | None:
     params = sweeper.get("params") or {}
     lines = [f"{k}={v}" for k, v in params.items()] + list(cfg.hydra.overrides.task)
     try:
-        return len(config.grid(lines))
+        return len(grid(lines))
     except Exception:  # glob(...) and the like need Hydra's config loader
         return None
 

@@ -77,10 +77,10 @@ class BatchedLauncher(Launcher):
         if not gc.isenabled():  # as gdfit.cli.hydra_main: what is imported now lives on
             gc.freeze()
             gc.enable()
-        from gdfit import config
+        from gdfit.jobs import compose_many
 
         overrides = [list(o) for o in job_overrides]
-        jobs = config.compose_many(overrides, self._compose)
+        jobs = compose_many(overrides, self._compose)
         returns: list[JobReturn | None] = [None] * len(jobs)
         env = dict(jobs[0][1].hydra.job.env_set) if jobs else {}
         with env_override(env):  # where each job's run finds the sweep's parent
