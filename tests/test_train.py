@@ -228,6 +228,12 @@ def test_a_run_explains_itself_on_its_mlflow_page(make_cfg, client, store_uri):
     images = [a.path for a in client.list_artifacts(result.run_id, "images")]
     steps = sorted({int(p.split("+step+")[1].split("+")[0]) for p in images})
     assert steps == [0, 10, 100, 1000, 2000] and len(images) == 10
+    # The cards show the WebP: at the frame's own size, not shrunk to MLflow's 256 pixels.
+    from PIL import Image
+
+    folder = Path(client.download_artifacts(result.run_id, "images"))
+    sizes = {Image.open(f).size for f in folder.iterdir()}
+    assert sizes == {(360, 360)}, sizes
 
 
 def test_a_diverged_run_says_where_on_its_page(make_cfg, client):

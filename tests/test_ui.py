@@ -166,8 +166,9 @@ def test_browser_sees_gdfit_view_at_the_address_gdfit_ui_prints(sweep_store, ui)
 @needs_chromium
 def test_browser_sees_a_sweeps_parent_its_stored_view_link_and_the_fit_images(sweep_store, ui):
     """The parent's page opens on its best job, linked, and its jobs ranked in aligned
-    columns; the link and the stored View address open the training layout; the best run's
-    image card. Screenshots: ui-parent-page, ui-best-from-parent, ui-stored-view, ui-fit-card."""
+    columns; the link and the stored View address open the training layout; the view's card of
+    fit images. Screenshots: ui-parent-page, ui-best-from-parent, ui-stored-view, ui-fit-card,
+    ui-run-page-fit-card."""
     _, uri, experiment, parent, children = sweep_store
     base = f"http://127.0.0.1:{ui[3]}"
     ranked = sorted(children, key=lambda c: c.data.metrics["final_loss"])
@@ -205,21 +206,43 @@ def test_browser_sees_a_sweeps_parent_its_stored_view_link_and_the_fit_images(sw
         settle(page)
         shot(page, "ui-stored-view")
 
-        # The best run's fit images on its Model metrics tab.
+        # The fit images in gdfit's chart view: a card of their own, each run's frame whole
+        # at its own 360 pixels, no parameters above it, and the slider under them.
+        page.goto(views.page(base, experiment, charts=True))
+        card = fit_card(page)
+        images = card.locator("img.rc-image-img")
+        first = images.first.bounding_box()
+        assert (first["width"], first["height"]) == (360, 360)
+        box = card.bounding_box()
+        assert box["y"] < first["y"] and first["y"] + 360 < box["y"] + box["height"]
+        assert images.nth(1).bounding_box()["y"] == first["y"]  # two abreast
+        assert card.get_by_text("backend.name=", exact=False).count() == 0
+        assert images.count() == len(children)  # each job's, under its name
+        shown = set(card.inner_text().splitlines())
+        assert {c.info.run_name for c in children} <= shown
+        card.screenshot(path=str(SHOTS / "ui-fit-card.png"))
+
+        # MLflow's own card on the run's Model metrics tab prints the run's every parameter
+        # above the image: what docs/ui.md says of it, kept to look at.
         page.goto(views.page(base, experiment, best.info.run_id).replace("?", "/model-metrics?"))
         page.get_by_text("final_loss", exact=True).first.wait_for(timeout=WAIT_MS)
-        image = page.locator("img.rc-image-img").first
-        for _ in range(20):  # the cards draw as they scroll into view; the image card is last
-            if image.count():
-                break
-            page.mouse.move(800, 600)
-            page.mouse.wheel(0, 500)
-            page.wait_for_timeout(500)
-        card = page.get_by_test_id("experiment-view-compare-runs-card").filter(has=image)
-        card.scroll_into_view_if_needed()
-        page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=image.element_handle())
-        settle(page)
-        card.screenshot(path=str(SHOTS / "ui-fit-card.png"))
+        fit_card(page).screenshot(path=str(SHOTS / "ui-run-page-fit-card.png"))
+
+
+def fit_card(page):
+    """The page's image card, scrolled into view, its first image loaded."""
+    image = page.locator("img.rc-image-img").first
+    for _ in range(20):  # the cards draw as they scroll into view; the image card is last
+        if image.count():
+            break
+        page.mouse.move(800, 600)
+        page.mouse.wheel(0, 500)
+        page.wait_for_timeout(500)
+    card = page.get_by_test_id("experiment-view-compare-runs-card").filter(has=image)
+    card.scroll_into_view_if_needed()
+    page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=image.element_handle())
+    settle(page)
+    return card
 
 
 @needs_chromium

@@ -122,23 +122,27 @@ def _powers_of_ten(value: float, _position: Any) -> str:
 
 
 class Frames:
-    """The fit at a few steps, as small images for MLflow's image slider: the data, the fitted
-    line and the step; no ticks (fit.png carries the numbers). The y-range is the data's,
-    fixed, so the frames compare and an early wild fit leaves the view. What stays the same
-    within a run is drawn once, and each frame draws its line and step over it (matplotlib's
-    blitting)."""
+    """The fit at a few steps, as images for MLflow's image cards: the data, the fitted line and
+    the step; no ticks (fit.png carries the numbers). Square, 360 pixels, with 10-point text:
+    MLflow's image card draws each image in a square frame at up to its own size, so a square
+    image fills it, readable, two abreast in gdfit's view. The y-range is the
+    data's, fixed, so the frames compare and an early wild fit leaves the view. What stays the
+    same within a run is drawn once, and each frame draws its line and step over it
+    (matplotlib's blitting)."""
 
     def __init__(self) -> None:
-        self.figure = fig = Figure(figsize=(4, 2.7), dpi=80)
+        self.figure = fig = Figure(figsize=(3.6, 3.6), dpi=100)
         self.canvas = FigureCanvasAgg(fig)
-        fig.subplots_adjust(left=0.03, right=0.97, bottom=0.04, top=0.88)
+        fig.subplots_adjust(left=0.03, right=0.97, bottom=0.03, top=0.92)
         self.ax = ax = fig.add_subplot()
         (self.data,) = ax.plot([], [], linewidth=3, alpha=0.5, label="data")
-        (self.fitted,) = ax.plot([], [], "--", color="C1", label="fit", animated=True)
-        self.legend = ax.legend(loc="upper left", fontsize="x-small")
+        (self.fitted,) = ax.plot([], [], "--", color="C1", linewidth=2, label="fit", animated=True)
+        self.legend = ax.legend(loc="upper left", fontsize=10)
         ax.set(xticks=[], yticks=[])
-        self.name = fig.suptitle("", fontsize="small")
-        self.step = ax.text(0.98, 0.04, "", transform=ax.transAxes, ha="right", animated=True)
+        self.name = fig.suptitle("", fontsize=11)
+        self.step = ax.text(
+            0.98, 0.04, "", transform=ax.transAxes, ha="right", fontsize=11, animated=True
+        )
 
     def draw(
         self, x: np.ndarray, y: np.ndarray, target: str, snapshots: list, name: str

@@ -206,9 +206,9 @@ class TrackedRun:
         self.tags.update({k: str(v) for k, v in tags.items()})
 
     def log_images(self, frames: list[tuple[int, np.ndarray]], key: str) -> None:
-        """(step, RGB uint8 image) pairs as one MLflow image series: the run page's image chart
-        steps through them. The files are those `MlflowClient.log_image(key=, step=)` writes
-        (a PNG and a compressed WebP per step, named so the UI finds key and step), sent with
+        """(step, RGB uint8 image) pairs as one MLflow image series, which the UI's image cards
+        step through. The files are those `MlflowClient.log_image(key=, step=)` writes (a PNG
+        and a WebP per step, named so the UI finds key and step; the WebP at full size), sent with
         the run's other files and one tag instead of two uploads and a tag per image."""
         log_images(self.staged, frames, key)
         self.set_tags({"mlflow.loggedImages": "True"})
@@ -317,7 +317,6 @@ def log_images(folder: Path, frames: list[tuple[int, np.ndarray]], key: str) -> 
     """Write `frames` into `folder/images/` as MLflow's image series files (see log_images)."""
     import uuid
 
-    from mlflow.tracking.multimedia import compress_image_size
     from PIL import Image
 
     now = int(time.time() * 1000)
@@ -326,7 +325,10 @@ def log_images(folder: Path, frames: list[tuple[int, np.ndarray]], key: str) -> 
         name = folder / "images" / f"{key}+step+{step}+timestamp+{now}+{uuid.uuid4()}"
         image = Image.fromarray(pixels)
         image.save(f"{name}.png")
-        compress_image_size(image).save(f"{name}+compressed.webp", method=0)  # WebP's fastest
+        # The cards show the WebP. MLflow's log_image shrinks it to 256 pixels, where a frame's
+        # text blurs; gdfit's frames are small already, so it keeps their size (lossless:
+        # flat colours, smaller than lossy and sharp).
+        image.save(f"{name}+compressed.webp", lossless=True, method=0)  # WebP's fastest
 
 
 @contextmanager

@@ -198,7 +198,7 @@ def stable_rate(problem: Problem) -> float | None:
 
 
 def frame_steps(steps: int) -> list[int]:
-    """Where the fit is drawn for the run page's image slider: the start, every power of ten
+    """Where the fit is drawn for the image cards' slider: the start, every power of ten
     on the way, and the end (0, 10, 100, 1000, 5000 for the example)."""
     marks = [0] + [10**k for k in range(1, 12) if 10**k < steps]
     return sorted({*marks, steps})

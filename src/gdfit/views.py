@@ -47,6 +47,7 @@ PARAM_COLUMNS = [
 # log10_loss_gap reads at a glance (-7.77); loss_gap itself is printed to 16 digits.
 METRIC_COLUMNS = ["final_loss", "log10_loss_gap", "loss_gap", "train_seconds"]
 SECTION = "gdfit-charts"
+FIT_SECTION = "gdfit-fit"
 
 
 def _column(group: str, key: str) -> str:
@@ -114,6 +115,18 @@ CHARTS = [
         xaxis={"key": "log10_lr", "type": "METRIC"},
         yaxis={"key": "final_loss", "type": "METRIC"},
     ),
+    # The runs' fit images (gdfit.plots.Frames), each at its own 360 pixels, side by side under
+    # its run's name and colour; the slider steps them all. Without the run's parameters: the
+    # card would print each run's every parameter above its image (the run page's card does,
+    # and its image sits below the card's edge). Step 0 is drawn by every run.
+    _card(
+        "gdfit-fit-images",
+        "IMAGE",
+        metricSectionId=FIT_SECTION,
+        imageKeys=["fit"],
+        step=0,
+        showRunParams=False,
+    ),
 ]
 
 VIEW_STATE = {
@@ -148,6 +161,15 @@ VIEW_STATE = {
     "compareRunCharts": CHARTS,
     "compareRunSections": [
         {"uuid": SECTION, "name": "gdfit", "display": True, "isReordered": True, "columns": 2},
+        # one card across the section, tall enough for a row of frames, its name and the slider
+        {
+            "uuid": FIT_SECTION,
+            "name": "fit",
+            "display": True,
+            "isReordered": True,
+            "columns": 1,
+            "cardHeight": 520,
+        },
         {"uuid": "gdfit-model", "name": "Model metrics", "display": False, "isReordered": False},
         {"uuid": "gdfit-system", "name": "System metrics", "display": False, "isReordered": False},
     ],
