@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 from omegaconf import DictConfig, OmegaConf
 
-from gdfit import batchfit, registry, sweeps, train
+from gdfit import batchfit, registry, resume, sweeps, train
 from gdfit.console import diverged_line, job_line
 from gdfit.errors import ConfigError, Diverged
 from gdfit.runlog import DIVERGED_TAG, JOBS_ENV, signals_deferred, written_run
@@ -96,7 +96,7 @@ def run(
     ready: list[tuple[int, train.Problem]] = []
     for i, cfg in enumerate(cfgs):
         name = cfg.tracking.run_name or train.default_run_name(cfg)
-        before = sweeps.finished_before(cfg, name)
+        before = resume.finished_before(cfg, name)
         if before is not None:
             scores[i] = before
             continue

@@ -1,8 +1,9 @@
 """A sweep as one MLflow parent run with a child run per job, wherever the jobs run.
 
 - open (`Sweep.open`, in the submitting process): create the parent run, or reopen it for
-  `sweep.resume=<parent id or name>`, and return the environment its jobs need to find it
-  (gdfit.cli hands it to Hydra's jobs through `hydra.job.env_set`; gdfit.sweep sets it here);
+  `sweep.resume=<parent id or name>` (gdfit.resume), and return the environment its jobs need
+  to find it (gdfit.cli hands it to Hydra's jobs through `hydra.job.env_set`; gdfit.sweep sets
+  it here);
 - each job (`run_job`, in whatever process or host runs it): skip a config that already has a
   FINISHED child when resuming; otherwise fit, and whatever goes wrong, leave a FAILED child with
   the reason and return +inf so that the other jobs go on;
@@ -36,6 +37,7 @@ from gdfit import (
     notes,
     readback,
     redraw,
+    resume,
     views,
 )
 from gdfit.client import connect, reading
@@ -47,17 +49,12 @@ from gdfit.runlog import (
     JOBS_ENV,
     NAME_ENV,
     PARENT_ENV,
-    flat_params,
     run_params,
     run_tags,
 )
 from gdfit.store import default_uri, open_experiment, resolve_uri, source_tags, store_option
 
-# Settings that do not change what a job computes or records: a resumed sweep may name the store
-# another way or print less, the run name follows from the rest, and sweep.resume is its own.
-NOT_THE_FIT = ("tracking.uri", "tracking.run_name", "train.log_every", "sweep.")
 MAX_FAILURES_SHOWN = 10
-FINISHED = "attributes.status = 'FINISHED'"  # an MLflow search filter
 
 
 class SweepFailed(GdfitError):
@@ -70,43 +67,13 @@ def check_single_run(cfg: DictConfig) -> None:
         raise ConfigError("sweep.resume", "resumes a sweep: add -m and the sweep's own overrides")
 
 
-def fingerprint(params: dict[str, str]) -> frozenset:
-    """What identifies a job's config among a sweep's children: its logged params, less the
-    settings that do not change the fit (unset ones count as absent, as older runs logged them
-    as "None" and newer ones as "null")."""
-    return frozenset(
-        (k, v)
-        for k, v in params.items()
-        if not k.startswith(NOT_THE_FIT) and v not in ("None", "null")
-    )
-
-
-def latest_attempts(found: list) -> list:
-    """One entry per config of a sweep: its FINISHED runs, else its newest attempt. A resumed
-    sweep's parent also holds the attempts that a later one replaced. `found`: oldest first.
-
-    A child with no params (an older gdfit's, stopped between its creation and its params)
-    names its config only by its run name: it counts until a run of that name has FINISHED."""
-    by_config: dict[frozenset, list] = {}
-    unknown: list = []
-    for run in found:
-        config = fingerprint(run.data.params)
-        (by_config.setdefault(config, []) if config else unknown).append(run)
-    kept = []
-    for attempts in by_config.values():
-        kept += [r for r in attempts if r.info.status == "FINISHED"] or attempts[-1:]
-    done = {r.info.run_name for r in kept if r.info.status == "FINISHED"}
-    kept += [r for r in unknown if r.info.run_name not in done]
-    return sorted(kept, key=lambda r: r.info.start_time)
-
-
 def run_job(cfg: DictConfig, fit: Callable[[Callable[[str], None]], float], run_name: str) -> float:
     """One job of a sweep: `fit(opened)` (which logs the child run, tells `opened` its id once
     it exists, and returns its final loss), unless a resumed sweep already has this config
     FINISHED. A failure of any kind leaves a FAILED child with its reason and returns +inf,
     which the Optuna sweeper scores as the worst trial; the sweep goes on and reports it at the
     end."""
-    before = finished_before(cfg, run_name)
+    before = resume.finished_before(cfg, run_name)
     if before is not None:
         return before
     created: list[str] = []
@@ -117,21 +84,6 @@ def run_job(cfg: DictConfig, fit: Callable[[Callable[[str], None]], float], run_
         return math.inf
     except Exception as error:
         return job_failed(cfg, run_name, error, bool(created))
-
-
-def finished_before(cfg: DictConfig, run_name: str) -> float | None:
-    """When resuming, the final loss of this config's FINISHED child (said in one line), if
-    the sweep has one."""
-    parent = os.environ.get(PARENT_ENV)
-    if not parent or cfg.sweep.resume is None:
-        return None
-    mine = fingerprint(flat_params(cfg))
-    uri = resolve_uri(cfg.tracking.uri)
-    for done in readback.search_runs(uri, parent=parent, filter_string=FINISHED):
-        if fingerprint(done.data.params) == mine:
-            print(f"gdfit: {run_name}: FINISHED before as run {done.info.run_id}; skipped")
-            return done.data.metrics.get("final_loss", math.inf)
-    return None
 
 
 def job_failed(cfg: DictConfig, run_name: str, error: Exception, created: bool) -> float:
@@ -180,11 +132,12 @@ class Sweep:
         sweeper: str,
         launcher: str,
         jobs: int | None,
-        resume: str | None = None,
+        resume_ref: str | None = None,
     ) -> dict[str, str]:
         """Create the RUNNING parent run of a sweep of `jobs` jobs (None: not known) over
-        `overrides`, or reopen sweep `resume`, in `uri`; return the environment its jobs need.
-        `sweeper` and `launcher` name what runs the jobs, for the parent's tags."""
+        `overrides`, or reopen sweep `resume_ref` (gdfit.resume), in `uri`; return the
+        environment its jobs need. `sweeper` and `launcher` name what runs the jobs, for the
+        parent's tags."""
         self.uri = uri
         tags = {
             "gdfit.sweep": "true",
@@ -198,14 +151,14 @@ class Sweep:
         share_git_state(git)  # for the jobs run in this process, until finish()
         tags |= git_tags(git)
         client, experiment_id = open_experiment(uri, experiment)
-        if resume is None:  # unique, so that two sweeps started in one second stay apart
+        if resume_ref is None:  # unique, so that two sweeps started in one second stay apart
             self.name = f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
             tags = {**source_tags(), **tags, **views.group_tag(self.name)}  # with its jobs
             created = client.create_run(experiment_id, run_name=self.name, tags=tags)
             self.parent = created.info.run_id
             print(f"gdfit: sweep {self.name}: parent run {self.parent}", flush=True)
         else:
-            self._reopen(resume, experiment, tags)
+            self.parent, self.name = resume.reopen(self.uri, resume_ref, experiment, tags)
         atexit.register(self._cut_off)  # Ctrl-C or a crash: the parent must not stay RUNNING
         handed = {PARENT_ENV: self.parent, NAME_ENV: self.name}
         if jobs is not None:
@@ -216,65 +169,12 @@ class Sweep:
             handed["MLFLOW_TRACKING_URI"] = self.uri
         return handed
 
-    def _reopen(self, ref: str, experiment: str, tags: dict[str, str]) -> None:
-        try:
-            found, how = readback.find_run(self.uri, ref)
-        except GdfitError as error:
-            why = f"must name a sweep's parent run (its id, id prefix or name); {error}"
-            raise ConfigError("sweep.resume", why) from error
-        if how:
-            print(f"gdfit: sweep.resume: {how}", flush=True)
-        if found.data.tags.get("gdfit.sweep") != "true":
-            raise ConfigError("sweep.resume", "names a run that is not a sweep's parent", ref)
-        client = connect(self.uri)
-        with reading(self.uri):
-            found_in = client.get_experiment(found.info.experiment_id).name
-        if found_in != experiment:
-            raise ConfigError(
-                "sweep.resume",
-                f"names a sweep of experiment {found_in!r}: add tracking.experiment={found_in}",
-                ref,
-            )
-        self.parent, self.name = found.info.run_id, found.info.run_name
-        self._claim(client, found, tags[liveness.PROCESS_TAG])
-        resumed = int(found.data.tags.get("gdfit.resumes", "0")) + 1
-        # with this process (not reaped), in its sweep's group
-        tags = {**tags, "gdfit.resumes": str(resumed), **views.group_tag(self.name)}
-        client.log_batch(self.parent, tags=[RunTag(k, v) for k, v in tags.items()])
-        if "gdfit.reaped" in found.data.tags:  # an earlier end's, not this one's
-            client.delete_tag(self.parent, "gdfit.reaped")
-        client.update_run(self.parent, status="RUNNING")
-        print(f"gdfit: sweep {self.name}: resuming parent run {self.parent}", flush=True)
-
-    def _claim(self, client: Any, found: Any, me: str) -> None:
-        """Make this process the one resuming sweep `found`, or refuse: a sweep whose process
-        still runs, or that another resume has just claimed, is not run twice. The claim is a
-        param of the parent, `gdfit.resume.<n>` = the process: the store keeps the first value
-        a param is given and refuses another, also to two resumes at once."""
-        owner = found.data.tags.get(liveness.PROCESS_TAG, "")
-        busy = f"sweep {self.name} is being run by another process"
-        if found.info.status == "RUNNING" and liveness.is_gone(owner) is False:
-            pid = owner.rsplit(":", 2)[1]
-            raise ConfigError("sweep.resume", f"{busy} (pid {pid}): wait for it to end")
-        turn = f"gdfit.resume.{int(found.data.tags.get('gdfit.resumes', '0')) + 1}"
-        try:
-            client.log_param(self.parent, turn, me)
-            return
-        except TrackingError as error:
-            refused = error
-        with reading(self.uri):
-            holder = client.get_run(self.parent).data.params.get(turn)
-        if holder is None:
-            raise refused
-        if holder != me:
-            raise ConfigError("sweep.resume", f"{busy}, which resumed it just now: wait for it")
-
     def finish(self, status: str) -> tuple[list, list]:
         """Write the summary of the jobs so far on the parent, end it with `status`, print how
         to look at it; (jobs, failed ones), one per config, oldest first. A job whose loss
         diverged is not among the failed ones (readback.diverged): it is a result."""
         share_git_state(None)  # later runs in this process ask git again
-        jobs = latest_attempts(readback.search_runs(self.uri, parent=self.parent))
+        jobs = resume.latest_attempts(readback.search_runs(self.uri, parent=self.parent))
         best = readback.best(jobs)
         diverged = [r for r in jobs if readback.diverged(r)]
         failed = [r for r in jobs if r.info.status != "FINISHED" and r not in diverged]
