@@ -15,7 +15,7 @@ import torch
 from conftest import BIN, CTRL_C_AT_CHILD, run_command, sweep_runs, wait_for_curve
 from mlflow.tracking import MlflowClient
 
-from gdfit import api, readback, runlog
+from gdfit import api, curve, readback
 from gdfit.errors import ConfigError
 from gdfit.train import train
 
@@ -169,7 +169,7 @@ def test_signal_ends_the_run_killed_with_its_curve(sig, code, times, tmp_path):
     assert run.info.status == "KILLED"
     assert len(client.get_metric_history(run.info.run_id, "loss")) > 1  # stride 1000 steps
     steps = readback.saved_curve(uri, run.info.run_id).steps  # every step to the stop, none cut
-    kept = runlog.thinned_steps(100_000_000, runlog.FULL_CURVE_MAX)  # (so long a run thins)
+    kept = curve.thinned_steps(100_000_000, curve.FULL_CURVE_MAX)  # (so long a run thins)
     assert np.array_equal(steps, kept[: len(steps)]) and len(steps) > 1000
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from gdfit import api, comparisons, data, readback, reference, runlog, store
+from gdfit import api, comparisons, curve, data, readback, reference, store
 from gdfit.train import fit, prepare, train
 
 
@@ -172,10 +172,10 @@ def test_a_loss_npz_cut_short_is_read_from_the_loss_metric(make_cfg, client, cap
 
 
 def test_thinned_steps_are_even_and_keep_both_ends():
-    assert runlog.thinned_steps(5, 1000).tolist() == [0, 1, 2, 3, 4]
-    assert runlog.thinned_steps(5000, 1000)[[0, -1]].tolist() == [0, 4999]
+    assert curve.thinned_steps(5, 1000).tolist() == [0, 1, 2, 3, 4]
+    assert curve.thinned_steps(5000, 1000)[[0, -1]].tolist() == [0, 4999]
     for steps, most in [(5000, 1000), (10**12, 10**7), (7, 2), (1001, 100)]:
-        kept = runlog.thinned_steps(steps, most)
+        kept = curve.thinned_steps(steps, most)
         assert len(kept) == most and kept[0] == 0 and kept[-1] == steps - 1
         assert np.diff(kept).min() >= (steps - 1) // (most - 1)
 

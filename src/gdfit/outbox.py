@@ -69,7 +69,7 @@ def keep(
     """Write what is still to send of run `run_id` into its own folder; return the folder.
     `metrics`: mlflow Metric objects; `files`: a folder whose files are still to upload;
     `marks`: tags the failed end sets on the run, removed once it is sent; `curve`: the run's
-    CurveLogger, written here as loss.npz when `files` lacks it (it could not be staged).
+    curve.CurveLogger, written here as loss.npz when `files` lacks it (it could not be staged).
     TrackingError when no place can hold it."""
     record = {
         "store": redact(uri),  # a password masked as ***: gdfit-send then asks for the address

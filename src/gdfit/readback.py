@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 
 from gdfit.client import Client, connect, is_outage, reading, store_error
+from gdfit.curve import CURVE_FILE
 from gdfit.errors import TrackingError, UsageError
 from gdfit.redaction import redact
-from gdfit.runlog import CURVE_FILE, DIVERGED_TAG
+from gdfit.runlog import DIVERGED_TAG
 from gdfit.store import experiment_names, reap_lost
 
 # ---- finding runs: a sweep's jobs, an experiment's runs, or what a user names ----
