@@ -176,6 +176,23 @@ def test_ctrl_c_in_the_middle_of_a_batch_leaves_nothing_running(tmp_path):
     assert all(c is not None and len(c.steps) == len(curves[0].steps) for c in curves)
 
 
+def test_a_resumed_batched_sweep_fits_only_the_configs_not_finished(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    common = ["-m", "hydra/launcher=batched", "train.steps=100", f"tracking.uri={uri}"]
+    first = run_command("gdfit-train", *common, "train.seed=0,1", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    _, parent, _ = sweep_runs(uri)
+    resume = f"sweep.resume={parent.info.run_id}"
+    out = run_command("gdfit-train", *common, "train.seed=0,1,2", resume, cwd=tmp_path)
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert out.stdout.count("FINISHED before as run") == 2
+    assert "fitting 1 config as one program" in out.stdout
+    client, again, children = sweep_runs(uri)
+    assert again.info.run_id == parent.info.run_id and again.info.status == "FINISHED"
+    assert sorted(c.data.params["train.seed"] for c in children) == ["0", "1", "2"]
+    assert [r["status"] for r in summary_rows(client, again, tmp_path)] == ["FINISHED"] * 3
+
+
 def test_jobs_of_one_shape_get_the_config_hydra_composes(tmp_path):
     """compose_many sets the swept values into the shape's first config; each must equal the
     config Hydra composes for that job."""

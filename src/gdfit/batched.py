@@ -94,9 +94,10 @@ def run(
         )
     scores = [math.inf] * len(cfgs)
     ready: list[tuple[int, train.Problem]] = []
+    done = resume.finished_jobs(cfgs[0]) if cfgs else {}  # one search, not one per config
     for i, cfg in enumerate(cfgs):
         name = cfg.tracking.run_name or train.default_run_name(cfg)
-        before = resume.finished_before(cfg, name)
+        before = resume.finished_before(cfg, name, done)
         if before is not None:
             scores[i] = before
             continue
@@ -122,7 +123,7 @@ def run(
         stopped = None
         try:  # a Ctrl-C from the first line on leaves the batch's runs KILLED
             print(
-                f"gdfit: fitting {len(part)} configs as one program "
+                f"gdfit: fitting {len(part)} config{'s' * (len(part) > 1)} as one program "
                 f"({cfg.backend.name}, {cfg.backend.dtype}, {form} form)",
                 flush=True,
             )

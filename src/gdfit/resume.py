@@ -54,19 +54,28 @@ def latest_attempts(found: list) -> list:
     return sorted(kept, key=lambda r: r.info.start_time)
 
 
-def finished_before(cfg: DictConfig, run_name: str) -> float | None:
-    """When resuming, the final loss of this config's FINISHED child (said in one line), if
-    the sweep has one."""
+def finished_jobs(cfg: DictConfig) -> dict[frozenset, Any]:
+    """When resuming, the sweep's FINISHED children by their config's fingerprint; else {}."""
     parent = os.environ.get(PARENT_ENV)
     if not parent or cfg.sweep.resume is None:
-        return None
-    mine = fingerprint(flat_params(cfg))
+        return {}
     uri = resolve_uri(cfg.tracking.uri)
-    for done in readback.search_runs(uri, parent=parent, filter_string=FINISHED):
-        if fingerprint(done.data.params) == mine:
-            print(f"gdfit: {run_name}: FINISHED before as run {done.info.run_id}; skipped")
-            return done.data.metrics.get("final_loss", math.inf)
-    return None
+    found = readback.search_runs(uri, parent=parent, filter_string=FINISHED)
+    return {fingerprint(run.data.params): run for run in found}
+
+
+def finished_before(
+    cfg: DictConfig, run_name: str, done: dict[frozenset, Any] | None = None
+) -> float | None:
+    """When resuming, the final loss of this config's FINISHED child (said in one line), if
+    the sweep has one. `done`: `finished_jobs`, read once for many configs."""
+    if cfg.sweep.resume is None:
+        return None
+    run = (finished_jobs(cfg) if done is None else done).get(fingerprint(flat_params(cfg)))
+    if run is None:
+        return None
+    print(f"gdfit: {run_name}: FINISHED before as run {run.info.run_id}; skipped")
+    return run.data.metrics.get("final_loss", math.inf)
 
 
 def reopen(uri: str, ref: str, experiment: str, tags: dict[str, str]) -> tuple[str, str]:
