@@ -89,6 +89,9 @@ def check_gdfit_view(page, base: str, experiment_id: str, children: list, prefix
     plot.wait_for(timeout=WAIT_MS)
     plot.evaluate("p => new Promise(r => setTimeout(r, 1000))")  # let plotly settle
     assert plot.evaluate("p => p._fullLayout.yaxis.type") == "log"
+    # from the first steps (log10 of the step < 1), not mid-way as the outlier filter cut it
+    assert plot.evaluate("p => p._fullLayout.xaxis.type") == "log"
+    assert plot.evaluate("p => p._fullLayout.xaxis.range[0]") < 1
     shot(page, f"{prefix}-charts")
 
     # The best run's page: its description, then its fit figure among its artifacts.

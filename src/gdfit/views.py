@@ -93,7 +93,10 @@ LOSS_CHART = _card(
     selectedXAxisMetricKey="",
     yAxisKey="metric",
     yAxisExpressions=[],
-    ignoreOutliers=True,  # a diverged run's 1e10 does not flatten the others
+    # Every point: MLflow's outlier filter drops a curve's first, highest steps, so the
+    # descent would start mid-way (at step ~150 of 2,000). On a log axis a diverged run's
+    # ~1e8 takes a few decades above the others and leaves their curves readable.
+    ignoreOutliers=False,
     useGlobalXaxisKey=True,
     useGlobalLineSmoothing=True,
 )
