@@ -236,6 +236,17 @@ def test_a_run_explains_itself_on_its_mlflow_page(make_cfg, client, store_uri):
     assert sizes == {(360, 360)}, sizes
 
 
+def test_a_runs_description_names_its_store_though_the_environment_chose_it(
+    make_cfg, client, store_uri, monkeypatch
+):
+    """The rerun command kept in a description is read later, maybe in a shell without
+    $MLFLOW_TRACKING_URI: it names the store unless it is the project's own."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store_uri)
+    result = train(make_cfg("train.steps=20", "tracking.uri=null", "tracking.figures=none"))
+    note = client.get_run(result.run_id).data.tags["mlflow.note.content"]
+    assert f"`gdfit-rerun {result.run_id} --tracking-uri {store_uri}`" in note
+
+
 def test_a_diverged_run_says_where_on_its_page(make_cfg, client):
     from gdfit.errors import Diverged
 
@@ -245,4 +256,5 @@ def test_a_diverged_run_says_where_on_its_page(make_cfg, client):
     (run_id,) = created  # told as soon as the run existed
     note = client.get_run(run_id).data.tags["mlflow.note.content"]
     assert f"**Diverged** at step {diverged.value.step}" in note
+    assert f"(it is stable below ~{diverged.value.stable_lr:.2g} here)" in note  # as printed
     assert "Status: FAILED" in note and "`Result:" not in note

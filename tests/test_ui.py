@@ -196,10 +196,10 @@ def test_browser_sees_a_sweeps_parent_its_stored_view_link_and_the_fit_images(sw
         shot(best_page, "ui-best-from-parent")
         best_page.close()
 
-        # The View link stored in the description, on this test's port.
-        (stored,) = re.findall(r"^View: (\S+)$", parent.data.tags[NOTE_TAG], re.M)
-        assert stored.endswith("viewStateShareKey=gdfit")
-        page.goto(stored.replace(f"http://{views.UI_HOST}:{views.UI_PORT}", base))
+        # The View link stored in the description: relative, so it works on any port.
+        (stored,) = re.findall(r"^View: \[.*\]\((\S+)\)$", parent.data.tags[NOTE_TAG], re.M)
+        assert stored == views.route(experiment) and stored.endswith("viewStateShareKey=gdfit")
+        page.goto(f"{base}/{stored}")
         cells = page.locator(".ag-center-cols-container [col-id='metrics.`final_loss`']")
         cells.first.wait_for(timeout=WAIT_MS)
         assert page.get_by_text("Judges", exact=True).count() == 0

@@ -39,6 +39,7 @@ def run_note(
     final_loss: float | None = None,
     optimal_loss: float | None = None,
     diverged_at: int | None = None,
+    stable_lr: float | None = None,
     error: str | None = None,
 ) -> str:
     """What ran (`what`: the model's own words for its function), the example's `Result:`
@@ -63,9 +64,10 @@ def run_note(
             ]
         lines.append("")
     if diverged_at is not None:
+        stable = f" (it is stable below ~{stable_lr:.2g} here)" if stable_lr else ""
         lines += [
             f"**Diverged** at step {diverged_at:,}: the loss became non-finite or grew past the "
-            f"bound; try a smaller `optimizer.lr` than {cfg.optimizer.lr:g}.",
+            f"bound; try a smaller `optimizer.lr` than {cfg.optimizer.lr:g}{stable}.",
             "",
         ]
     elif status == "FAILED":
@@ -101,11 +103,12 @@ def sweep_note(
     run_link: Callable[[str], str] = lambda run_id: "",
 ) -> str:
     """A sweep's description: its jobs ranked in an aligned table (`rows` of readback.table,
-    best first; `ranking` says by what), the jobs that failed with their reasons, and the
-    commands that compare and rerun them. Only the settings that differ between the jobs are
-    shown. A large sweep's description stays within NOTE_LIMIT by design: the table holds the
-    best rows that fit, and says where every job is (summary.csv). `run_link(run_id)`: the
-    address of a run's page, for the best one's name."""
+    best first; `ranking` says by what), the jobs that failed with their reasons, the commands
+    that compare and rerun them, and a link to `view` (a UI address, relative or whole). Only
+    the settings that differ between the jobs are shown. A large sweep's description stays
+    within NOTE_LIMIT by design: the table holds the best rows that fit, and says where every
+    job is (summary.csv). `run_link(run_id)`: the address of a run's page, for the best one's
+    name."""
     settings = columns[2 : columns.index("status")]
     varied = [c for c in settings if len({r[c] for r in rows}) > 1]
     diverged = [r for r in rows if r["diverged"]]
@@ -129,7 +132,7 @@ def sweep_note(
     if best_id:
         tail.append(f"Rerun the best: `gdfit-rerun {best_id}{store}`  ")
     if view:
-        tail.append(f"View: {view}")
+        tail.append(f"View: [gdfit's view of the runs]({view})")
     table = _aligned(["#", "run", "id", *varied, "final_loss", "loss_gap"], _cells(rows, varied))
     every = "Every job, with its coefficients and how it ended: summary.csv, in the Artifacts."
     room = NOTE_LIMIT - sum(len(line) + 1 for line in head + tail) - len(every) - 100

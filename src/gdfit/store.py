@@ -41,9 +41,12 @@ def default_uri() -> str:
     return resolve_uri(None)
 
 
-def store_option(uri: str) -> str:
-    """` --tracking-uri URI` when `uri` is not where the commands look by default."""
-    return "" if uri == default_uri() else f" --tracking-uri {public_uri(uri)}"
+def store_option(uri: str, lasting: bool = False) -> str:
+    """` --tracking-uri URI` when `uri` is not where the commands look by default. `lasting`:
+    for text kept with a run (its description), read later in another shell, where
+    $MLFLOW_TRACKING_URI may not be set: only the project's own store goes without saying."""
+    default = f"sqlite:///{default_store_dir() / 'mlflow.db'}" if lasting else default_uri()
+    return "" if uri == default else f" --tracking-uri {public_uri(uri)}"
 
 
 def add_tracking_uri(parser: argparse.ArgumentParser) -> None:

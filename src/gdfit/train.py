@@ -303,11 +303,12 @@ def write_description(
         run.run_id,
         status,
         what=problem.model.what,
-        rerun=store_option(resolve_uri(cfg.tracking.uri)),
+        rerun=store_option(resolve_uri(cfg.tracking.uri), lasting=True),
         result_line=problem.model.describe(result.coef) if result else None,
         final_loss=result.final_loss if result else None,
         optimal_loss=result.optimal_loss if result else None,
         diverged_at=error.step if isinstance(error, Diverged) else None,
+        stable_lr=error.stable_lr if isinstance(error, Diverged) else None,
         error=None if error is None else (str(error).splitlines() or [repr(error)])[0][:500],
     )
     run.set_tags({notes.NOTE_TAG: text})

@@ -264,7 +264,8 @@ def page(base: str, experiment_id: str, run_id: str | None = None, charts: bool 
     return f"{base}/#/experiments/{experiment_id}/runs?{query}"
 
 
-def route(experiment_id: str, run_id: str) -> str:
-    """A run page's address relative to the UI's own (`#/experiments/...`), for a link in a
-    description: it works on whatever host and path serve the UI."""
+def route(experiment_id: str, run_id: str | None = None) -> str:
+    """A run page's address (or gdfit's view of the runs) relative to the UI's own
+    (`#/experiments/...`), for a link in a description: it works on whatever host, port and
+    path serve the UI."""
     return page("", experiment_id, run_id).removeprefix("/")
