@@ -207,3 +207,15 @@ def test_figures_writes_each_runs_fit_and_loss_drawn_from_the_store(store, tmp_p
             assert str(path) in out.stdout  # the command says what it wrote
             logged = Path(client.download_artifacts(child.info.run_id, name, str(tmp_path)))
             assert np.array_equal(pixels(path.read_bytes()), pixels(logged.read_bytes())), path
+
+
+def test_commands_that_read_runs_refuse_a_store_that_is_not_there(tmp_path):
+    """A mistyped --tracking-uri is said in one line, and no empty store is left behind."""
+    missing = tmp_path / "typo" / "mlflow.db"
+    for command in (["gdfit-compare", "abcd1234"], ["gdfit-rerun", "abcd1234"]):
+        out = run_command(*command, "--tracking-uri", f"sqlite:///{missing}", cwd=tmp_path)
+        assert out.returncode == 2, out.stderr
+        assert out.stderr == (
+            f"gdfit: error: --tracking-uri: no MLflow store at {missing}: check the path\n"
+        )
+    assert not missing.parent.exists()

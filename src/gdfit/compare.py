@@ -28,7 +28,7 @@ from gdfit.digits import value_texts
 from gdfit.errors import GdfitError, UsageError, reported_errors
 from gdfit.readback import SETTINGS
 from gdfit.redaction import redact
-from gdfit.store import add_tracking_uri, resolve_uri
+from gdfit.store import add_tracking_uri, existing_store
 
 FORMATS = ("table", "csv", "markdown", "json")
 # At a narrow terminal these go, in this order, once the settings (and the status) that are the
@@ -319,7 +319,7 @@ def write_figure(uri: str, found: list, path: Path) -> None:
 
 
 def compare(args: argparse.Namespace) -> int:
-    uri = resolve_uri(args.tracking_uri, "--tracking-uri")
+    uri = existing_store(args.tracking_uri)
     out = figure_path(args.out) if args.out else None
     try:
         found, _ = readback.select(

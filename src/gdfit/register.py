@@ -17,7 +17,7 @@ import argparse
 
 from gdfit import champion
 from gdfit.errors import reported_errors
-from gdfit.store import add_tracking_uri, resolve_uri
+from gdfit.store import add_tracking_uri, existing_store
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -45,7 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     with reported_errors():
         args = parse_args(argv)
-        uri = resolve_uri(args.tracking_uri, "--tracking-uri")
+        uri = existing_store(args.tracking_uri)
         done = champion.register(uri, args.run, args.name, args.force)
         print(f"gdfit-register: {done.said}")
         print(f"serve the {champion.ALIAS}: {champion.serve_command(uri, done.name)}")

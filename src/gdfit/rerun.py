@@ -29,7 +29,7 @@ from gdfit.batched import BATCH_TAG
 from gdfit.client import connect, reading
 from gdfit.errors import Diverged, GdfitError, TrackingError, reported_errors
 from gdfit.notes import NOTE_TAG
-from gdfit.store import add_tracking_uri, resolve_uri
+from gdfit.store import add_tracking_uri, existing_store, resolve_uri
 
 # Groups whose option every gdfit config.yaml has recorded since the first; later groups (model)
 # may be absent from an older run, which had their default option.
@@ -284,7 +284,7 @@ def _power(key: str) -> int:
 
 
 def rerun(args: argparse.Namespace) -> int:
-    uri = resolve_uri(args.tracking_uri, "--tracking-uri")
+    uri = existing_store(args.tracking_uri)
     try:
         original, how = readback.find_run(uri, args.run_id)
     except GdfitError as error:

@@ -98,6 +98,23 @@ def checked_uri(uri: str, source: str) -> str:
     refuse(f"{scheme}: is not a tracking store gdfit can use")
 
 
+def existing_store(arg: str | None) -> str:
+    """The store a command that reads runs is pointed at (`--tracking-uri` `arg`, else as
+    resolve_uri finds it), refused when it is a sqlite store that is not there: opening it
+    would leave an empty store behind and then say only that the run is not in it."""
+    uri = resolve_uri(arg, "--tracking-uri")
+    db = sqlite_path(uri)
+    if db is None or (db.is_file() and db.stat().st_size > 0):
+        return uri
+    source = (
+        "MLFLOW_TRACKING_URI"
+        if not arg and os.environ.get("MLFLOW_TRACKING_URI")
+        else "--tracking-uri"
+    )
+    first = ", or run gdfit-train first" if db == default_store_dir() / "mlflow.db" else ""
+    raise ConfigError(source, f"no MLflow store at {db}: check the path{first}")
+
+
 def sqlite_path(uri: str) -> Path | None:
     prefix = "sqlite:///"
     return Path(uri[len(prefix) :]) if uri.startswith(prefix) else None
