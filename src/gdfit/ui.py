@@ -55,8 +55,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--host",
         default=views.UI_HOST,
-        help="address to listen on (default: 127.0.0.1, this machine only; read the README's "
-        "security note before widening it)",
+        help="address to listen on (default: 127.0.0.1, this machine only; read Security in "
+        "docs/team-server.md before widening it)",
     )
     parser.add_argument(
         "--port",
