@@ -1,5 +1,6 @@
 """The installed command, run as a user runs it, with a tiny budget (cleanrl-style)."""
 
+import pytest
 from conftest import run_command
 from mlflow.tracking import MlflowClient
 
@@ -127,3 +128,12 @@ def test_help_fits_the_terminal_and_lists_only_what_a_user_chooses(tmp_path):
     assert "  name: adam" in lines and "  - 0.999" in lines  # the config the choice composes
     assert "  gdfit-train hparams_search=lr_optuna" in lines
     assert list(tmp_path.iterdir()) == []  # nothing run, nothing written
+
+
+@pytest.mark.parametrize(
+    "command", ["gdfit-compare", "gdfit-rerun", "gdfit-register", "gdfit-ui", "gdfit-send"]
+)
+def test_every_commands_help_fits_80_columns(command, tmp_path):
+    out = run_command(command, "--help", cwd=tmp_path, env={"COLUMNS": "80"})
+    assert out.returncode == 0, out.stderr
+    assert max(len(line) for line in out.stdout.splitlines()) <= 80, out.stdout

@@ -1,14 +1,15 @@
 """Read a set of runs back from MLflow as a table, and overlay their loss curves.
 
-  gdfit-compare --parent RUN             the jobs of one sweep
-  gdfit-compare RUN [RUN ...]            runs named directly (a sweep parent stands for its jobs)
+  gdfit-compare --parent RUN         the jobs of one sweep
+  gdfit-compare RUN [RUN ...]        runs named directly (a parent: its jobs)
   gdfit-compare --experiment gdfit --filter "params.`backend.name` = 'tensor'"
   gdfit-compare --parent RUN --format csv > runs.csv
-  gdfit-compare RUN --figures figs/       each run's fit.png and loss.png, drawn from the store
+  gdfit-compare RUN --figures figs/  each run's fit.png and loss.png, redrawn
 
-RUN is a run id, a unique prefix of one (as git takes commits) or a run name (the newest run
-of that name). Rows are sorted best first, unless --sort says otherwise: by final_loss, or by
-loss_gap (each run against its own model's optimum) when the runs fit different models or data.
+RUN is a run id, a unique prefix of one (as git takes commits) or a run name
+(the newest run of that name). Rows are sorted best first, unless --sort says
+otherwise: by final_loss, or by loss_gap (each run against its own model's
+optimum) when the runs fit different models or data.
 """
 
 import argparse

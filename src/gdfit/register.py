@@ -1,14 +1,15 @@
-"""Register a run's fit in MLflow's Model Registry, and name the best one `champion`.
+"""Register a run's fit in MLflow's Model Registry; name the best one `champion`.
 
-  gdfit-register 3f2a9c1e                      run 3f2a9c1e's model, as gdfit-<model>
-  gdfit-register sweep-20261127-101500         a sweep: its best job's model
-  gdfit-register 3f2a9c1e --name sine-cubic    another registered model
-  gdfit-register 3f2a9c1e --force              move champion to it even when it is not better
+  gdfit-register 3f2a9c1e                    its model, as gdfit-<model.name>
+  gdfit-register sweep-20261127-101500       a sweep: its best job's model
+  gdfit-register 3f2a9c1e --name sine-cubic  another registered model
+  gdfit-register 3f2a9c1e --force            make it champion even if not better
 
-RUN_OR_SWEEP is a run id, a unique prefix of one or a run name (the newest run of that name).
-Each call adds a version; the alias `champion` moves to it only when its final_loss beats the
-champion's on the same data. A run without a logged model gets one first, from its config and
-coefficients. Serve the champion with
+RUN_OR_SWEEP is a run id, a unique prefix of one or a run name (the newest run
+of that name). Each call adds a version; the alias `champion` moves to it only
+when its final_loss beats the champion's on the same data. A run without a
+logged model gets one first, from its config and coefficients. Serve the
+champion with
   mlflow models serve -m models:/gdfit-polynomial@champion --env-manager local
 Exit codes: 0 registered (whether or not champion moved), 2 cannot register.
 """

@@ -1,17 +1,18 @@
-"""Run a logged run again from what MLflow holds, and say whether it came out the same.
+"""Run a logged run again from what MLflow holds; say whether it came out the same.
 
-  gdfit-rerun 3f2a9c1e                     same config: expect "identical", exit 0
-  gdfit-rerun 3f2a9c1e --check             the same, without logging a new run
-  gdfit-rerun 3f2a9c1e --rtol 1e-6         accept differences up to 1e-6 relative
-  gdfit-rerun 3f2a9c1e optimizer.lr=2e-6   extra Hydra overrides on top of the logged config
-  gdfit-rerun sweep-20261127-101500        a sweep's parent: rerun each of its jobs
+  gdfit-rerun 3f2a9c1e                    the same config: "identical", exit 0
+  gdfit-rerun 3f2a9c1e --check            the same, without logging a new run
+  gdfit-rerun 3f2a9c1e --rtol 1e-6        accept differences up to 1e-6 relative
+  gdfit-rerun 3f2a9c1e optimizer.lr=2e-6  overrides on top of the logged config
+  gdfit-rerun sweep-20261127-101500       a sweep's parent: each of its jobs
 
-RUN is a run id, a unique prefix of one or a run name (the newest run of that name).
-A run fitted in a batch (hydra/launcher=batched, tag gdfit.batch) is rerun alone; without
---rtol it is judged against the batched tolerance (gdfit.batchfit.TOLERANCE).
+RUN is a run id, a unique prefix of one or a run name (the newest run of that
+name). A run fitted in a batch (hydra/launcher=batched, tag gdfit.batch) is
+rerun alone; without --rtol it is judged against the batched tolerance
+(gdfit.batchfit.TOLERANCE).
 
-Exit codes: 0 identical (or within --rtol), 1 different, 2 cannot rerun; for a sweep, the
-worst of its jobs.
+Exit codes: 0 identical (or within --rtol), 1 different, 2 cannot rerun; for a
+sweep, the worst of its jobs.
 """
 
 import argparse
