@@ -279,8 +279,7 @@ def print_table(columns: list[str], rows: list[dict], ranking: str | None = None
     console.print(out)
     if dropped:
         console.print(
-            f"(not shown at {console.width} columns: {', '.join(dropped)}; "
-            "--format csv has every column)",
+            f"(not shown at {console.width} columns: {', '.join(dropped)}; --format csv: all)",
             style="dim",
             markup=False,
         )
