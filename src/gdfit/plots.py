@@ -125,10 +125,10 @@ class Frames:
     """The fit at a few steps, as images for MLflow's image cards: the data, the fitted line and
     the step; no ticks (fit.png carries the numbers). Square, 360 pixels, with 10-point text:
     MLflow's image card draws each image in a square frame at up to its own size, so a square
-    image fills it, readable, two abreast in gdfit's view. The y-range is the
-    data's, fixed, so the frames compare and an early wild fit leaves the view. What stays the
-    same within a run is drawn once, and each frame draws its line and step over it
-    (matplotlib's blitting)."""
+    image fills it, readable, two abreast in gdfit's view. The y-range is the data's, fixed,
+    so the frames compare and an early wild fit leaves the view. What stays the same within a
+    run is drawn once, and each frame draws its line and step over it (matplotlib's
+    blitting)."""
 
     def __init__(self) -> None:
         self.figure = fig = Figure(figsize=(3.6, 3.6), dpi=100)
