@@ -101,9 +101,11 @@ def test_parent_holds_summary_comparison_and_best_loss(grid, tmp_path):
     assert parent.data.metrics["best_final_loss"] == min(finished)
     assert parent.data.tags["gdfit.diverged_jobs"] == "3"
     assert parent.data.tags["gdfit.failed_jobs"] == "0"
-    # the description's View link opens gdfit's view: its key is a name, not a credential
-    view = views.address(uri, parent.info.experiment_id)
-    assert "viewStateShareKey=gdfit" in view and view in parent.data.tags["mlflow.note.content"]
+    # the description's View link opens gdfit's view on whatever serves the UI: its key is a
+    # name, not a credential
+    view = views.route(parent.info.experiment_id)
+    assert view.endswith("viewStateShareKey=gdfit")
+    assert f"View: [gdfit's view of the runs]({view})" in parent.data.tags["mlflow.note.content"]
 
 
 def test_parent_description_ranks_the_jobs_best_first_in_aligned_columns(grid):
