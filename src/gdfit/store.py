@@ -98,21 +98,35 @@ def checked_uri(uri: str, source: str) -> str:
     refuse(f"{scheme}: is not a tracking store gdfit can use")
 
 
+def missing_store(uri: str) -> Path | None:
+    """The database file of sqlite store `uri` when it is not there yet (opening it would
+    create it empty); None for a store that exists or is not sqlite."""
+    db = sqlite_path(uri)
+    return None if db is None or (db.is_file() and db.stat().st_size > 0) else db
+
+
+def first_run_hint(db: Path) -> str:
+    """For the project's own store, not there yet: how it comes to be."""
+    return "run gdfit-train first" if db == default_store_dir() / "mlflow.db" else ""
+
+
 def existing_store(arg: str | None) -> str:
     """The store a command that reads runs is pointed at (`--tracking-uri` `arg`, else as
     resolve_uri finds it), refused when it is a sqlite store that is not there: opening it
     would leave an empty store behind and then say only that the run is not in it."""
     uri = resolve_uri(arg, "--tracking-uri")
-    db = sqlite_path(uri)
-    if db is None or (db.is_file() and db.stat().st_size > 0):
+    db = missing_store(uri)
+    if db is None:
         return uri
     source = (
         "MLFLOW_TRACKING_URI"
         if not arg and os.environ.get("MLFLOW_TRACKING_URI")
         else "--tracking-uri"
     )
-    first = ", or run gdfit-train first" if db == default_store_dir() / "mlflow.db" else ""
-    raise ConfigError(source, f"no MLflow store at {db}: check the path{first}")
+    hint = first_run_hint(db)
+    raise ConfigError(
+        source, f"no MLflow store at {db}: check the path{', or ' if hint else ''}{hint}"
+    )
 
 
 def sqlite_path(uri: str) -> Path | None:

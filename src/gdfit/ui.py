@@ -24,7 +24,6 @@ from pathlib import Path
 
 from gdfit import environment, store, uiapp, views
 from gdfit.errors import ConfigError, GdfitError, Stopped, UsageError, reported_errors
-from gdfit.paths import default_store_dir
 from gdfit.redaction import public_uri, redact
 from gdfit.store import add_tracking_uri
 
@@ -157,13 +156,11 @@ def choose_port(host: str, asked: int | None, local_url) -> int:
 
 def check_store(uri: str, create: bool) -> None:
     """Refuse a sqlite store that does not exist yet, unless asked to create one."""
-    db = store.sqlite_path(uri)
-    assert db is not None, uri  # serve() took only sqlite stores
-    if db.is_file() and db.stat().st_size > 0:
+    assert store.sqlite_path(uri) is not None, uri  # serve() took only sqlite stores
+    db = store.missing_store(uri)
+    if db is None or create:
         return
-    if create:
-        return
-    hint = "run gdfit-train first, " if db == default_store_dir() / "mlflow.db" else ""
+    hint = f"{store.first_run_hint(db)}, " if store.first_run_hint(db) else ""
     raise ConfigError(
         "--tracking-uri",
         f"no MLflow store at {db}; check the path, or {hint}pass --create to start an empty one",
